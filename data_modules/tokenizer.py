@@ -1,0 +1,145 @@
+"""The BERT WordPiece tokenizer: train it on a corpus, load it from wherever it lives, name its special tokens.
+
+Built with HuggingFace ``tokenizers`` the way BERT's uncased vocabulary works: BERT normaliser (clean text,
+CJK spacing, lower-casing and accent stripping when uncased), BERT pre-tokenizer (whitespace + punctuation),
+WordPiece with ``##`` continuations, and a post-processor that writes ``[CLS] A [SEP] B [SEP]`` with segment ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+"""Special tokens, in the order they take ids 0..4 in tokenizers trained here."""
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int
+    unk: int
+    cls: int
+    sep: int
+    mask: int
+
+    @property
+    def all(self) -> tuple[int, ...]:
+        return (self.pad, self.unk, self.cls, self.sep, self.mask)
+
+
+def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+    """The ids of [PAD] [UNK] [CLS] [SEP] [MASK]; a one-line error if the tokenizer lacks one."""
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    missing = [t for t, i in ids.items() if i is None]
+    if missing:
+        raise ValueError(f"tokenizer lacks the special tokens {missing}; a BERT WordPiece tokenizer is expected")
+    return SpecialIds(*(ids[t] for t in SPECIAL_TOKENS))
+
+
+def _with_bert_pipeline(tokenizer: Tokenizer, lowercase: bool) -> Tokenizer:
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def _set_post_processor(tokenizer: Tokenizer) -> Tokenizer:
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return tokenizer
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    lowercase: bool = True,
+    min_frequency: int = 2,
+    show_progress: bool = True,
+    length: int | None = None,
+) -> Tokenizer:
+    """Train a WordPiece tokenizer of at most ``vocab_size`` tokens (special tokens included) on ``texts``.
+
+    WikiText's ``<unk>`` must already be replaced by ``[UNK]`` in ``texts`` (the data module does it), so it is
+    read as the special token rather than split into ``<``, ``unk``, ``>``.
+    """
+    tokenizer = _with_bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100)), lowercase)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        continuing_subword_prefix="##",
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    return _set_post_processor(tokenizer)
+
+
+def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True) -> Tokenizer:
+    """A tokenizer from a BERT ``vocab.txt`` (one token a line, id = line number), as HF directories ship it."""
+    vocab = {}
+    for i, line in enumerate(Path(vocab_file).read_text(encoding="utf-8").splitlines()):
+        vocab.setdefault(line.rstrip("\n"), i)
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    special_ids(tokenizer)  # fail early on a vocabulary without BERT's special tokens
+    return _set_post_processor(_with_bert_pipeline(tokenizer, lowercase))
+
+
+def _hf_dir_lowercase(directory: Path) -> bool:
+    """Lower-casing as the directory's tokenizer_config.json says (BERT's default: True)."""
+    cfg = directory / "tokenizer_config.json"
+    if cfg.exists():
+        return bool(json.loads(cfg.read_text()).get("do_lower_case", True))
+    return True
+
+
+def load_tokenizer(source: str | Path) -> Tokenizer:
+    """Load a tokenizer from a ``tokenizer.json``, a HuggingFace directory (tokenizer.json or vocab.txt),
+    a lit-lm checkpoint (``.ckpt``, which carries its tokenizer) or a tokenizer JSON string."""
+    text = str(source)
+    if text.lstrip().startswith("{"):
+        return Tokenizer.from_str(text)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "tokenizer.json").exists():
+            return load_tokenizer(path / "tokenizer.json")
+        if (path / "vocab.txt").exists():
+            return tokenizer_from_vocab(path / "vocab.txt", lowercase=_hf_dir_lowercase(path))
+        raise ValueError(f"{path}: no tokenizer.json or vocab.txt in this directory")
+    if not path.exists():
+        raise ValueError(f"{path}: no such tokenizer file (expected tokenizer.json, an HF directory or a .ckpt)")
+    if path.suffix == ".ckpt":
+        import torch
+
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated or tampered files raise many different errors
+            raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        if "tokenizer" not in ckpt:
+            raise ValueError(f"{path}: this checkpoint carries no tokenizer (not a lit-lm checkpoint?)")
+        return Tokenizer.from_str(ckpt["tokenizer"])
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: not a tokenizers JSON file ({str(e)[:200]})") from None
+
+
+def continuation_mask(tokenizer: Tokenizer, size: int | None = None):
+    """Bool array over the vocabulary: True for ``##`` word-piece continuations (for whole-word masking)."""
+    import numpy as np
+
+    size = size or tokenizer.get_vocab_size()
+    out = np.zeros(size, dtype=bool)
+    for token, i in tokenizer.get_vocab().items():
+        if token.startswith("##") and i < size:
+            out[i] = True
+    return out
