@@ -1,0 +1,75 @@
+"""The command line: ``python -m lit_lm {fit,validate,test,predict,export} ...`` (LightningCLI).
+
+Model and data classes are chosen by the config (``class_path``), so one entry point runs pretraining
+(cli.yaml) and fine-tuning (configs/sst2.yaml). Values the data and the model share are stated once, in the
+data config, and linked into the model at parse time: LightningCLI builds the model before ``prepare_data``
+runs, so nothing computed while preparing data could reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from lightning.pytorch.cli import LightningCLI
+
+GLUE_NUM_LABELS = {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "stsb": 1, "mnli": 3, "qnli": 2, "rte": 2, "wnli": 2}
+
+
+def num_labels(task_name: str) -> int:
+    """Classes of a GLUE task (1 = regression, STS-B)."""
+    if task_name not in GLUE_NUM_LABELS:
+        raise ValueError(f"--data.task_name {task_name!r}: expected one of {', '.join(GLUE_NUM_LABELS)}")
+    return GLUE_NUM_LABELS[task_name]
+
+
+class LitLMCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # Links whose source or target a chosen class lacks are skipped: pretraining uses the first,
+        # GLUE fine-tuning the second.
+        parser.link_arguments("data.init_args.vocab_size", "model.init_args.vocab_size")
+        parser.link_arguments("data.init_args.task_name", "model.init_args.num_labels", compute_fn=num_labels)
+
+    def before_instantiate_classes(self) -> None:
+        # Fine-tuning: the tokenizer defaults to the one inside --model.pretrained (a .ckpt or an HF directory).
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        data, model = cfg.get("data"), cfg.get("model")
+        data_args = getattr(data, "init_args", None)
+        model_args = getattr(model, "init_args", None)
+        if data_args is not None and model_args is not None and "tokenizer" in data_args and "pretrained" in model_args:
+            if data_args.tokenizer is None and model_args.pretrained is not None:
+                data_args.tokenizer = model_args.pretrained
+
+
+def _export(argv: list[str]) -> None:
+    import argparse
+
+    from lit_lm.export import export
+
+    p = argparse.ArgumentParser(prog="lit-lm export", description="Write a lit-lm checkpoint as a HuggingFace BERT directory.")
+    p.add_argument("checkpoint", help="a lit-lm .ckpt (pretraining or classification)")
+    p.add_argument("out_dir", help="directory to write config.json, model.safetensors and tokenizer files into")
+    a = p.parse_args(argv)
+    out = export(a.checkpoint, a.out_dir)
+    print(f"exported {a.checkpoint} -> {out}")
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if args is None else args
+    try:
+        if argv and argv[0] == "export":
+            return _export(argv[1:])
+        LitLMCLI(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        # Our errors are one line naming the file, line or flag; a traceback would bury that.
+        if os.environ.get("LIT_LM_DEBUG"):
+            raise
+        print(f"lit-lm: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,51 @@
+"""AdamW parameter groups and learning-rate schedules (pure functions, shared by both LightningModules)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+Schedule = Literal["linear", "cosine", "constant"]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay every weight matrix; no decay on biases and LayerNorm parameters, as in BERT's AdamWeightDecay."""
+    decay, no_decay = [], []
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or any(p is q for q in decay + no_decay):
+                continue  # tied weights appear under two names: one group only
+            (no_decay if isinstance(module, nn.LayerNorm) or name.endswith("bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: Schedule = "linear") -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warmup, then decay to zero at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps  # the first step already trains (BERT's warmup starts above zero)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def adamw(model: nn.Module, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`; the fused kernel where the device has one (CUDA), foreach otherwise."""
+    device = next(model.parameters()).device
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused, foreach=None if fused else True
+    )
+
+
+def warmup_decay(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, schedule: Schedule = "linear"
+) -> dict:
+    """A per-step LambdaLR in the dict form ``configure_optimizers`` returns."""
+    fn = lambda step: lr_factor(step, warmup_steps, total_steps, schedule)  # noqa: E731
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, fn), "interval": "step", "frequency": 1}

@@ -1,0 +1,200 @@
+"""MLM + NSP pretraining as a LightningModule (Devlin et al., 2019, section 3.1)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Union
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_lm.config import BertConfig
+from lit_lm.model import BertForPreTraining
+from lit_lm.optim import Schedule, adamw, warmup_decay
+
+
+def resolve_config(config: Union[str, BertConfig, dict], **overrides: Any) -> BertConfig:
+    """A size name, a config.json path, a BertConfig or its dict (as stored in checkpoints), with overrides."""
+    if isinstance(config, BertConfig):
+        return BertConfig(**{**config.asdict(), **overrides})
+    if isinstance(config, dict):
+        return BertConfig(**{**config, **overrides})
+    return BertConfig.resolve(config, **overrides)
+
+
+def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int) -> int:
+    """FLOPs of one forward + backward pass (3x the forward's multiply-adds x 2), counting the work done.
+
+    Per token through the encoder: 6 * N_blocks (every weight of the blocks used once per token; the embeddings
+    are lookups) + 12 * L * T * d (QK^T and AV over the T keys of the padded sequence). Per predicted token:
+    6 * (d * d + d * V) for the MLM transform and the vocabulary projection. The pooler and NSP head
+    (one [CLS] per sequence) are left out: under 0.1% of the total at T = 128.
+    ``n_tokens`` counts the positions the encoder processes (B * T when padded).
+    """
+    d, L_, V = config.n_embd, config.n_layer, config.vocab_size
+    n_blocks = L_ * (4 * d * d + 2 * d * config.intermediate_size)  # q, k, v, o + the two MLP matrices
+    per_token = 6 * n_blocks + 12 * L_ * seq_len * d
+    return per_token * n_tokens + 6 * (d * d + d * V) * n_predicted
+
+
+class MLMPretraining(L.LightningModule):
+    """BERT pretraining: masked language modelling + next sentence prediction, loss = mlm + nsp."""
+
+    def __init__(
+        self,
+        config: Union[str, BertConfig] = "base",
+        vocab_size: int = 30522,
+        config_overrides: Optional[dict[str, Any]] = None,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        warmup_steps: Union[int, float] = 10000,
+        schedule: Schedule = "linear",
+        nsp: bool = True,
+        sparse_prediction: bool = True,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            config: Model size (tiny, mini, small, medium, base, large), a path to a HuggingFace BERT config.json,
+                or the BertConfig fields themselves (see --model.config.help).
+            vocab_size: WordPiece vocabulary size; linked from --data.vocab_size so data and model agree.
+            config_overrides: BertConfig fields to change on top of ``config``, e.g. {hidden_dropout: 0.0}.
+            lr: Peak learning rate of AdamW (BERT: 1e-4 at batch 256).
+            betas: AdamW betas.
+            eps: AdamW epsilon (BERT: 1e-6).
+            weight_decay: Decoupled weight decay on weight matrices; biases and LayerNorm are not decayed.
+            warmup_steps: Linear warmup length: optimizer steps (int) or a fraction of the total (float < 1).
+            schedule: Decay after warmup: linear to zero (BERT), cosine to zero, or constant.
+            nsp: Train the next-sentence-prediction head too (turn off for MLM-only, as RoBERTa).
+            sparse_prediction: Send only the masked positions through the vocabulary projection (same loss, less work).
+            compile: Compile the encoder with torch.compile (costs 10-30 s at start; pays off on GPUs).
+        """
+        super().__init__()
+        self.config = resolve_config(config, **{**(config_overrides or {}), "vocab_size": vocab_size})
+        # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["config", "config_overrides"])
+        self.hparams["config"] = self.config.asdict()
+        self.model = BertForPreTraining(self.config)
+        if compile:  # in place: the state dict keeps its keys (no "_orig_mod." prefix in checkpoints)
+            self.model.compile(dynamic=True)
+        self.tokenizer_json: Optional[str] = None  # set from the data module; saved in every checkpoint
+        V = self.config.vocab_size
+        self.val_mlm_acc = MulticlassAccuracy(num_classes=V, average="micro", ignore_index=-100)
+        self.val_nsp_acc = MulticlassAccuracy(num_classes=2, average="micro")
+        self.val_mlm_loss, self.val_nsp_loss = MeanMetric(), MeanMetric()
+        self.flops_per_batch = 0  # read by ThroughputMonitor after each training batch
+
+    # ---- steps -------------------------------------------------------------------------------------------
+    def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        labels = batch["labels"]
+        masked = labels != -100
+        mlm_logits, nsp_logits = self.model(
+            batch["input_ids"],
+            batch["token_type_ids"],
+            batch["attention_mask"],
+            masked if self.hparams.sparse_prediction else None,
+        )
+        targets = labels[masked] if self.hparams.sparse_prediction else labels.view(-1)
+        mlm_logits = mlm_logits.view(-1, mlm_logits.shape[-1])  # (n_masked or B*T, V)
+        out = {"mlm_loss": F.cross_entropy(mlm_logits.float(), targets, ignore_index=-100)}
+        out["mlm_logits"], out["mlm_targets"] = mlm_logits, targets
+        out["nsp_logits"] = nsp_logits
+        out["nsp_loss"] = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
+        out["loss"] = out["mlm_loss"] + out["nsp_loss"] if self.hparams.nsp else out["mlm_loss"]
+        return out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self._losses(batch)
+        with torch.no_grad():
+            mlm_acc = (out["mlm_logits"].argmax(-1) == out["mlm_targets"]).float()[out["mlm_targets"] != -100].mean()
+            nsp_acc = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
+        B, T = batch["input_ids"].shape
+        n_masked = int((batch["labels"] != -100).sum())
+        self.flops_per_batch = training_flops(
+            self.config, B * T, T, n_masked if self.hparams.sparse_prediction else B * T
+        )
+        self.log_dict(
+            {
+                "train/loss": out["loss"],
+                "train/mlm_loss": out["mlm_loss"],
+                "train/nsp_loss": out["nsp_loss"],
+                "train/mlm_acc": mlm_acc,
+                "train/nsp_acc": nsp_acc,
+                "train/perplexity": torch.exp(out["mlm_loss"].detach()),
+            },
+            batch_size=B,
+        )
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out = self._losses(batch)
+        n_masked = int((out["mlm_targets"] != -100).sum())
+        B, T = batch["input_ids"].shape
+        # forward only: a third of a training step's FLOPs
+        self.flops_per_batch = training_flops(self.config, B * T, T, n_masked if self.hparams.sparse_prediction else B * T) // 3
+        # Weighted by tokens / pairs, so the epoch value is the corpus mean, not a mean of batch means.
+        self.val_mlm_loss.update(out["mlm_loss"], n_masked)
+        self.val_nsp_loss.update(out["nsp_loss"], batch["input_ids"].shape[0])
+        self.val_mlm_acc.update(out["mlm_logits"], out["mlm_targets"])
+        self.val_nsp_acc.update(out["nsp_logits"], batch["next_sentence_label"])
+
+    def on_validation_epoch_end(self) -> None:
+        mlm_loss = self.val_mlm_loss.compute()
+        self.log_dict(
+            {
+                "val/mlm_loss": mlm_loss,
+                "val/nsp_loss": self.val_nsp_loss.compute(),
+                "val/mlm_acc": self.val_mlm_acc.compute(),
+                "val/nsp_acc": self.val_nsp_acc.compute(),
+                "val/perplexity": torch.exp(mlm_loss),
+            },
+            prog_bar=True,
+        )
+        for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
+            m.reset()
+
+    test_step = validation_step
+
+    def on_test_epoch_end(self) -> None:
+        mlm_loss = self.val_mlm_loss.compute()
+        self.log_dict(
+            {"test/mlm_loss": mlm_loss, "test/mlm_acc": self.val_mlm_acc.compute(), "test/nsp_acc": self.val_nsp_acc.compute(),
+             "test/perplexity": torch.exp(mlm_loss)}
+        )
+        for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
+            m.reset()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Top-1 predictions at the masked positions and the NSP probability that B follows A."""
+        masked = batch["labels"] != -100
+        mlm_logits, nsp_logits = self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], masked)
+        return {"index": batch["index"], "mlm_pred": mlm_logits.argmax(-1), "is_next_prob": nsp_logits.softmax(-1)[:, 0]}
+
+    # ---- optimisation ------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict:
+        h = self.hparams
+        optimizer = adamw(self.model, h.lr, tuple(h.betas), h.eps, h.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, max(1, warmup), total, h.schedule)}
+
+    # ---- the checkpoint carries what rebuilds the model and its tokenizer ----------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer_json = getattr(dm, "tokenizer_json", None)
+        if tokenizer_json is not None:
+            self.tokenizer_json = tokenizer_json
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["bert_config"] = self.config.asdict()
+        if self.tokenizer_json is not None:
+            checkpoint["tokenizer"] = self.tokenizer_json
+        checkpoint["lit_lm_kind"] = "pretraining"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)

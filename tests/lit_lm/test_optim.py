@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from lit_lm.config import BertConfig
+from lit_lm.model import BertForPreTraining
+from lit_lm.optim import lr_factor, param_groups
+
+
+def test_no_decay_on_bias_and_layernorm():
+    m = BertForPreTraining(BertConfig.from_name("tiny", vocab_size=50))
+    decay, no_decay = param_groups(m, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in m.named_parameters()}
+    assert all(names[id(p)].endswith("weight") and ".ln" not in names[id(p)] for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or ".ln" in names[id(p)] for p in no_decay["params"])
+    # every parameter exactly once (the tied decoder weight too)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
+
+
+def test_schedule_linear_warmup_then_decay():
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100) == pytest.approx(0.5)
+    assert lr_factor(100, 10, 100) == pytest.approx(0.0)
+    assert lr_factor(55, 10, 100, "cosine") == pytest.approx(0.5)
+    assert lr_factor(77, 10, 100, "constant") == 1.0
