@@ -1,0 +1,573 @@
+"""WikiText-103 for BERT pretraining: articles -> sentences -> WordPiece ids in a memory-mapped cache -> NSP + MLM.
+
+``prepare_data`` (once, on rank 0) reads the release files (``wiki.{train,valid,test}.tokens`` or ``.raw``, as in
+Merity et al., 2016) or the HuggingFace hub copy, cuts them into articles and sentences, trains the WordPiece
+tokenizer on train, and writes token ids + offsets per split to ``cache_dir/wikitext-<hash>/``, where the hash covers
+everything that changes the result. ``setup`` (every rank) only memory-maps that directory.
+
+The release layout, one paragraph per line, every line starting with a space::
+
+     = Article title =
+     = = Section = =
+     First paragraph , with space @-@ separated tokens , 1 @,@ 000 and 3 @.@ 5 . Another sentence .
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal, NamedTuple
+from urllib.parse import urlparse
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from tokenizers import Tokenizer
+
+from data_modules.collators import MLMCollator
+from data_modules.nsp import NSPDataset
+from data_modules.sampling import ResumableSampler
+from data_modules.tokenizer import SpecialIds, continuation_mask, load_tokenizer, special_ids, train_tokenizer
+
+FORMAT_VERSION = 1
+"""Bump when the cache layout or the text processing changes, so old caches are not reused."""
+
+SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+"""Split name -> the infix of its release file (``wiki.valid.tokens`` holds the validation split)."""
+
+SAMPLE_DIR = Path(__file__).parent / "samples" / "wikitext"
+"""A tiny corpus in the release layout, written for this project (quickstart and tests)."""
+
+_HEADING = re.compile(r"(=(?: =)*) (.*) \1")  # " = T = " (article), " = = T = = " (section), ...
+_SENTENCE_END = {".", "?", "!"}
+
+
+class Article(NamedTuple):
+    title: str
+    paragraphs: list[str]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# text: pure functions
+
+
+def read_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a release file, without line ends (LF or CRLF) and without a leading UTF-8 BOM.
+
+    Invalid UTF-8 and NUL bytes are errors naming ``file:line``: both mean the file is not a WikiText release file
+    (or is damaged), and guessing would silently change the tokens.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if b"\x00" in raw:
+                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the WikiText release layout")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
+                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            yield line.rstrip("\r\n")
+
+
+def split_articles(lines: Iterable[str]) -> Iterator[Article]:
+    """Group release-format lines into articles.
+
+    An article starts at a top-level heading: a line that is exactly `` = Title = `` (surrounding spaces ignored)
+    followed by a blank line, as the release writes every heading. Sub-headings (`` = = Section = = `` and deeper)
+    stay inside their article but are dropped, they are not sentences. A heading-shaped line NOT followed by a blank
+    line is text: WikiText-2 train has 29 such lines (table legends like `` = Goals ; A = ``), and with this rule the
+    counts are the published 600 / 60 / 60 articles. Blank lines are ignored; every other line is one paragraph
+    (stripped). Lines before the first heading form an article titled ``""``. Articles without paragraphs are dropped.
+    """
+    title, paragraphs = "", []
+    pending: tuple[str, re.Match] | None = None  # a heading-shaped line, until we know whether a blank line follows
+    for line in lines:
+        text = line.strip()
+        if pending is not None:
+            pending_text, m = pending
+            pending = None
+            if text:  # not followed by a blank line: it is text
+                paragraphs.append(pending_text)
+            elif m.group(1) == "=":
+                if paragraphs:
+                    yield Article(title, paragraphs)
+                title, paragraphs = m.group(2), []
+        if not text:
+            continue
+        m = _HEADING.fullmatch(text)
+        if m is None:
+            paragraphs.append(text)
+        else:
+            pending = (text, m)
+    if paragraphs:  # (a heading on the very last line has no text and is dropped)
+        yield Article(title, paragraphs)
+
+
+def detokenize(text: str) -> str:
+    """Undo WikiText's split of hyphens and number separators: `` @-@ `` -> ``-``, `` @,@ `` -> ``,``,
+    `` @.@ `` -> ``.`` (so ``3 @.@ 5`` is ``3.5`` again)."""
+    return text.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split a WikiText paragraph after every standalone ``.``, ``?`` or ``!`` token that another token follows.
+
+    WikiText tokens are separated by spaces, so an abbreviation like ``H.`` or a decimal ``3.5`` is one token and
+    does not end a sentence; a closing quote or bracket after the full stop starts the next sentence (kept simple and
+    deterministic on purpose). Whitespace is normalised to single spaces.
+    """
+    sentences, current = [], []
+    tokens = paragraph.split()
+    for i, tok in enumerate(tokens):
+        current.append(tok)
+        if tok in _SENTENCE_END and i + 1 < len(tokens):
+            sentences.append(" ".join(current))
+            current = []
+    if current:
+        sentences.append(" ".join(current))
+    return sentences
+
+
+def article_sentences(article: Article, detok: bool = True) -> list[str]:
+    """The sentences of an article, paragraphs in order, ready for the tokenizer (``<unk>`` -> ``[UNK]``:
+    the tokenizer then reads it as its unknown token instead of the pieces ``<``, ``unk``, ``>``)."""
+    out = []
+    for p in article.paragraphs:
+        p = p.replace("<unk>", "[UNK]")
+        out.extend(split_sentences(detokenize(p) if detok else p))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sources
+
+
+def _is_offline() -> bool:
+    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _hub_hint(dataset: str, config: str, reason: str) -> str:
+    return (f"cannot load {dataset}/{config} from the HuggingFace hub ({reason}); pass --data.data_dir DIR holding "
+            f"the release files wiki.{{train,valid,test}}.tokens (or .raw)")
+
+
+def _load_hub(dataset: str, config: str):
+    """The hub dataset, or a one-line error at once when the hub cannot be reached (datasets itself retries for
+    half a minute before giving up)."""
+    if not _is_offline():
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as e:
+            raise RuntimeError(_hub_hint(dataset, config, f"{host} unreachable: {e}; with a dataset already in the "
+                                                          f"HF cache set HF_HUB_OFFLINE=1")) from None
+    try:
+        import datasets  # only here: local release files need no hub client
+
+        return datasets.load_dataset(dataset, config)
+    except Exception as e:
+        raise RuntimeError(_hub_hint(dataset, config, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")) from None
+
+
+def _hub_lines(ds, split: str) -> Iterator[str]:
+    for batch in ds[split].iter(batch_size=1000):
+        for text in batch["text"]:
+            yield text.rstrip("\r\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the data module
+
+
+class WikiText103DataModule(L.LightningDataModule):
+    """WikiText-103 (or any corpus in its release layout) as BERT MLM + NSP batches.
+
+    Args:
+        data_dir: directory holding ``wiki.{train,valid,test}.<variant>`` as released by Salesforce; None loads
+            ``hub_dataset`` from the HuggingFace hub instead.
+        variant: ``tokens`` (the word-level files with ``<unk>``) or ``raw`` (the character-level files); None takes
+            the first whose three files are all in ``data_dir``.
+        hub_dataset: HuggingFace dataset used when ``data_dir`` is None.
+        hub_config: configuration of ``hub_dataset``.
+        cache_dir: where the preprocessed, tokenized corpus is cached (one sub-directory per preprocessing config).
+        vocab_size: the tokenizer is trained to at most this many tokens; the model's embedding has this many rows.
+        lowercase: lower-case (and strip accents) in the trained tokenizer, as BERT-uncased.
+        detokenize: rejoin WikiText's `` @-@ ``, `` @,@ `` and `` @.@ `` splits before tokenizing.
+        tokenizer: reuse this tokenizer (tokenizer.json, HF directory or lit-lm .ckpt) instead of training one.
+        tokenizer_sample_bytes: train the tokenizer on the first this-many bytes of train text (None: all of it);
+            about 100 MB is plenty for 30k WordPieces and saves time and memory on the 540 MB train split.
+        max_seq_len: longest pretraining sequence, special tokens included.
+        short_seq_prob: probability of a shorter random sequence length (BERT: 0.1).
+        nsp_prob: probability that sentence B is a random sentence from another article (label 1).
+        mlm_probability: fraction of tokens to mask and predict (BERT: 0.15).
+        whole_word_masking: mask all the WordPieces of a word together.
+        batch_size: training batch size per device.
+        val_batch_size: validation / test batch size per device (None: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pad_to_multiple_of: round padded batch lengths up to a multiple of this (8 suits tensor cores).
+        seed: seed of the pairs, the masks and the shuffling.
+        max_val_pairs: use at most this many validation (and test) pairs, a fixed evenly spaced subset (None: all).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        variant: Literal["tokens", "raw"] | None = None,
+        hub_dataset: str = "Salesforce/wikitext",
+        hub_config: str = "wikitext-103-raw-v1",
+        cache_dir: str = "~/.cache/lit-lm",
+        vocab_size: int = 30522,
+        lowercase: bool = True,
+        detokenize: bool = True,
+        tokenizer: str | None = None,
+        tokenizer_sample_bytes: int | None = None,
+        max_seq_len: int = 128,
+        short_seq_prob: float = 0.1,
+        nsp_prob: float = 0.5,
+        mlm_probability: float = 0.15,
+        whole_word_masking: bool = False,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 2,
+        pad_to_multiple_of: int | None = None,
+        seed: int = 42,
+        max_val_pairs: int | None = None,
+    ) -> None:
+        super().__init__()
+        checks = [
+            (variant in (None, "tokens", "raw"), f"--data.variant={variant!r}: expected 'tokens' or 'raw'"),
+            (8 <= max_seq_len <= 512, f"--data.max_seq_len={max_seq_len}: expected 8..512"),
+            (vocab_size > 5, f"--data.vocab_size={vocab_size}: expected > 5 (the special tokens take 5)"),
+            (batch_size >= 1, f"--data.batch_size={batch_size}: expected >= 1"),
+            (val_batch_size is None or val_batch_size >= 1, f"--data.val_batch_size={val_batch_size}: expected >= 1"),
+            (num_workers >= 0, f"--data.num_workers={num_workers}: expected >= 0"),
+            (0.0 <= short_seq_prob <= 1.0, f"--data.short_seq_prob={short_seq_prob}: expected 0..1"),
+            (0.0 <= nsp_prob <= 1.0, f"--data.nsp_prob={nsp_prob}: expected 0..1"),
+            (0.0 < mlm_probability < 1.0, f"--data.mlm_probability={mlm_probability}: expected in (0, 1)"),
+            (tokenizer_sample_bytes is None or tokenizer_sample_bytes > 0,
+             f"--data.tokenizer_sample_bytes={tokenizer_sample_bytes}: expected > 0"),
+            (max_val_pairs is None or max_val_pairs >= 1, f"--data.max_val_pairs={max_val_pairs}: expected >= 1"),
+            (pad_to_multiple_of is None or pad_to_multiple_of >= 1,
+             f"--data.pad_to_multiple_of={pad_to_multiple_of}: expected >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        self.save_hyperparameters()
+        self.data_dir, self.variant = data_dir, variant
+        self.hub_dataset, self.hub_config = hub_dataset, hub_config
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.vocab_size, self.lowercase, self.detokenize = vocab_size, lowercase, detokenize
+        self.tokenizer_source, self.tokenizer_sample_bytes = tokenizer, tokenizer_sample_bytes
+        self.max_seq_len, self.short_seq_prob, self.nsp_prob = max_seq_len, short_seq_prob, nsp_prob
+        self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers, self.pad_to_multiple_of = num_workers, pad_to_multiple_of
+        self.seed, self.max_val_pairs = seed, max_val_pairs
+        # set by setup()
+        self.tokenizer: Tokenizer | None = None
+        self.tokenizer_json: str | None = None
+        self.special: SpecialIds | None = None
+        self.datasets: dict[str, Dataset] = {}
+
+    # -- source and cache identity ------------------------------------------------------------------------------------
+
+    def source_files(self) -> dict[str, Path]:
+        """Split -> release file in ``data_dir``; a one-line error when the directory or a file is missing."""
+        root = Path(self.data_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data.data_dir {root}: no such directory")
+        variants = [self.variant] if self.variant else ["tokens", "raw"]
+        missing = {}
+        for v in variants:
+            files = {split: root / f"wiki.{infix}.{v}" for split, infix in SPLITS.items()}
+            absent = [p.name for p in files.values() if not p.is_file()]
+            if not absent:
+                return files
+            missing[v] = absent
+        listing = "; ".join(f"{v}: missing {', '.join(a)}" for v, a in missing.items())
+        raise FileNotFoundError(f"--data.data_dir {root}: no complete WikiText release ({listing})")
+
+    def _source_identity(self) -> dict:
+        if self.data_dir is None:
+            return {"hub": self.hub_dataset, "config": self.hub_config}
+        files = self.source_files()
+        return {"dir": str(Path(self.data_dir).expanduser().resolve()), "variant": next(iter(files.values())).suffix[1:],
+                "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files.values()}}
+
+    def _tokenizer_identity(self) -> dict:
+        if self.tokenizer_source is None:
+            return {"train": {"vocab_size": self.vocab_size, "lowercase": self.lowercase, "min_frequency": 2,
+                              "sample_bytes": self.tokenizer_sample_bytes}}
+        tok = load_tokenizer(self.tokenizer_source)
+        return {"sha256": hashlib.sha256(tok.to_str().encode()).hexdigest()}
+
+    def cache_key(self) -> dict:
+        """Everything that changes the cached result (and nothing else: max_seq_len, masking etc. act later)."""
+        return {"format": FORMAT_VERSION, "source": self._source_identity(), "vocab_size": self.vocab_size,
+                "lowercase": self.lowercase, "detokenize": self.detokenize, "tokenizer": self._tokenizer_identity()}
+
+    def cache_path(self) -> Path:
+        canonical = json.dumps(self.cache_key(), sort_keys=True, separators=(",", ":"))
+        return self.cache_dir / f"wikitext-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+    # -- prepare_data: build the cache once ---------------------------------------------------------------------------
+
+    def _split_lines(self, hub=None) -> dict[str, Iterable[str]]:
+        if hub is not None:
+            return {split: _ReIterable(_hub_lines, hub, split) for split in SPLITS}
+        return {split: _ReIterable(read_lines, path) for split, path in self.source_files().items()}
+
+    def prepare_data(self) -> None:
+        final = self.cache_path()
+        if (final / "meta.json").is_file():
+            _log(f"reusing cache at {final}")
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(self.cache_dir, final.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{socket.gethostname()}.{os.getpid()}.", dir=self.cache_dir))
+        try:
+            meta = self._build(tmp)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            try:
+                os.rename(tmp, final)  # atomic: a cache dir exists complete or not at all
+            except OSError:
+                if not (final / "meta.json").is_file():
+                    raise
+                _log(f"another process built {final} first; using it")
+                return
+            _log(f"cache written to {final}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _build(self, out: Path) -> dict:
+        t0 = time.perf_counter()
+        hub = _load_hub(self.hub_dataset, self.hub_config) if self.data_dir is None else None
+        sources = self._split_lines(hub)
+        timings = {}
+
+        if self.tokenizer_source is not None:
+            tok = load_tokenizer(self.tokenizer_source)
+            _check_vocab(tok.get_vocab_size(), self.vocab_size, f"--data.tokenizer {self.tokenizer_source}")
+        else:
+            _log(f"training a WordPiece tokenizer of at most {self.vocab_size} tokens on train"
+                 + (f" (first {self.tokenizer_sample_bytes} bytes)" if self.tokenizer_sample_bytes else ""))
+            t = time.perf_counter()
+            texts = _take_bytes(self._sentences(sources["train"], "train"), self.tokenizer_sample_bytes)
+            tok = train_tokenizer(texts, self.vocab_size, lowercase=self.lowercase, show_progress=False)
+            timings["tokenizer_s"] = round(time.perf_counter() - t, 2)
+            _log(f"tokenizer trained: {tok.get_vocab_size()} tokens in {timings['tokenizer_s']} s")
+        special_ids(tok)
+        (out / "tokenizer.json").write_text(tok.to_str())
+
+        dtype = np.uint16 if tok.get_vocab_size() <= 65535 else np.int32
+        counts = {}
+        for split in SPLITS:
+            t = time.perf_counter()
+            counts[split] = _tokenize_split(self._sentences(sources[split], split), tok, out, split, dtype)
+            timings[f"{split}_s"] = round(time.perf_counter() - t, 2)
+            if counts[split]["articles"] < 2:  # NSP draws random B's from another article
+                raise ValueError(f"{sources[split]}: {counts[split]['articles']} articles with text; need at least 2 "
+                                 f"(articles start at ' = Title = ' lines)")
+        timings["total_s"] = round(time.perf_counter() - t0, 2)
+        return {"key": self.cache_key(), "vocab_size_reached": tok.get_vocab_size(), "ids_dtype": np.dtype(dtype).name,
+                "counts": counts, "timings": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def _sentences(self, lines: Iterable[str], split: str) -> Iterator[list[str]]:
+        """Articles of a split as lists of sentences (empty articles dropped)."""
+        for article in split_articles(lines):
+            sents = article_sentences(article, self.detokenize)
+            if sents:
+                yield sents
+
+    # -- setup: memory-map the cache ----------------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        cache = self.cache_path()
+        if not (cache / "meta.json").is_file():
+            raise FileNotFoundError(f"{cache}: no preprocessed cache; prepare_data() must run first")
+        if self.tokenizer is None:
+            self.tokenizer_json = (cache / "tokenizer.json").read_text()
+            self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
+            _check_vocab(self.tokenizer.get_vocab_size(), self.vocab_size, f"tokenizer {cache / 'tokenizer.json'}")
+            self.special = special_ids(self.tokenizer)
+        splits = {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"], "predict": []}
+        for split in splits.get(stage, list(SPLITS)) if stage else list(SPLITS):
+            if split in self.datasets:
+                continue
+            arrays = [np.load(cache / f"{split}.{name}.npy", mmap_mode="r") for name in ("ids", "sent", "art")]
+            if split == "train":
+                self.datasets[split] = NSPDataset(*arrays, self.special, self.max_seq_len, self.short_seq_prob,
+                                                  self.nsp_prob, seed=self.seed)
+            else:
+                ds = NSPDataset(*arrays, self.special, self.max_seq_len, self.short_seq_prob, self.nsp_prob,
+                                seed=self.seed, fixed_epoch=0)
+                if self.max_val_pairs is not None and self.max_val_pairs < len(ds):
+                    ds = _FixedSubset(ds, np.linspace(0, len(ds) - 1, self.max_val_pairs).round().astype(np.int64))
+                self.datasets[split] = ds
+
+    def _collator(self, seed: int) -> MLMCollator:
+        cont = continuation_mask(self.tokenizer) if self.whole_word_masking else None
+        return MLMCollator(self.special, self.tokenizer.get_vocab_size(), self.mlm_probability,
+                           self.whole_word_masking, cont, seed=seed, pad_to_multiple_of=self.pad_to_multiple_of)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.datasets["train"]
+        return DataLoader(ds, batch_size=self.batch_size, sampler=ResumableSampler(len(ds), shuffle=True, seed=self.seed),
+                          collate_fn=self._collator(self.seed), num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=True)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self.datasets[split]
+        # fixed masks on fixed pairs: the validation loss is comparable across epochs and runs
+        return DataLoader(ds, batch_size=self.val_batch_size, collate_fn=self._collator(seed=0),
+                          sampler=ResumableSampler(len(ds), shuffle=False, drop_last=False),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+class _ReIterable:
+    """Calls ``fn(*args)`` afresh on every iteration, so a split can be read twice (tokenizer, then ids)."""
+
+    def __init__(self, fn, *args) -> None:
+        self.fn, self.args = fn, args
+
+    def __str__(self) -> str:  # names the source in error messages
+        return str(self.args[0]) if isinstance(self.args[0], Path) else f"hub split {self.args[1]!r}"
+
+    def __iter__(self):
+        return iter(self.fn(*self.args))
+
+
+class _FixedSubset(Dataset):
+    """The pairs at ``indices`` of an NSPDataset; takes int or (epoch, index) keys like the dataset does."""
+
+    def __init__(self, dataset: NSPDataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        return self.dataset[(epoch, int(self.indices[i]))]
+
+
+def _log(message: str) -> None:
+    print(f"[wikitext] {message}", file=sys.stderr, flush=True)
+
+
+def _check_vocab(actual: int, configured: int, what: str) -> None:
+    if actual > configured:
+        raise ValueError(f"{what} has {actual} tokens but --data.vocab_size={configured} (linked to "
+                         f"--model.vocab_size); set --data.vocab_size to at least {actual}")
+
+
+def _take_bytes(articles: Iterable[list[str]], limit: int | None) -> Iterator[str]:
+    """Sentences of the first articles until ``limit`` UTF-8 bytes (None: all)."""
+    total = 0
+    for sents in articles:
+        for s in sents:
+            yield s
+            total += len(s.encode()) + 1
+        if limit is not None and total >= limit:
+            return
+
+
+def _remove_stale_builds(cache_dir: Path, name: str) -> None:
+    """Delete half-built temp dirs of this cache left by killed builders on this host (their pid is gone)."""
+    host = socket.gethostname()
+    for d in cache_dir.glob(f".{name}.{host}.*"):
+        try:
+            pid = int(d.name.split(".")[3])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            _log(f"removing {d} left by a killed build")
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            pass
+
+
+def _tokenize_split(articles: Iterable[list[str]], tok: Tokenizer, out: Path, split: str, dtype,
+                    batch_sentences: int = 20000) -> dict[str, int]:
+    """Encode a split in batches and stream the ids to disk; returns counts. Writes ``{split}.ids.npy`` (ids of
+    all sentences concatenated), ``{split}.sent.npy`` (sentence offsets) and ``{split}.art.npy`` (article offsets)."""
+    raw_path = out / f"{split}.ids.bin"
+    sent_lens: list[np.ndarray] = []  # int32 per batch: compact even for 540 MB of text
+    art_sizes: list[int] = []
+    n_tokens = n_sent = 0
+    t0 = last = time.perf_counter()
+    batch: list[str] = []
+    batch_arts: list[int] = []  # sentences per article in the batch (articles never straddle batches)
+
+    def flush() -> None:
+        nonlocal n_tokens, n_sent
+        encodings = tok.encode_batch(batch, add_special_tokens=False)
+        lens = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=dtype, count=int(lens.sum()))
+        ids.tofile(f)
+        # sentences that tokenize to nothing (e.g. only control characters) are dropped, and their articles shrink
+        keep = lens > 0
+        starts = np.cumsum([0] + batch_arts)
+        for a, b in zip(starts[:-1], starts[1:]):
+            k = int(keep[a:b].sum())
+            if k:
+                art_sizes.append(k)
+        sent_lens.append(lens[keep].astype(np.int32))
+        n_tokens += int(lens.sum())
+        n_sent += int(keep.sum())
+        batch.clear()
+        batch_arts.clear()
+
+    with open(raw_path, "wb") as f:
+        for sents in articles:
+            batch.extend(sents)
+            batch_arts.append(len(sents))
+            if len(batch) >= batch_sentences:
+                flush()
+                now = time.perf_counter()
+                if now - last > 10:
+                    _log(f"{split}: {n_sent:,} sentences, {n_tokens:,} tokens, {n_tokens / (now - t0):,.0f} tokens/s")
+                    last = now
+        if batch:
+            flush()
+
+    # the .npy files are written through a memmap, so the ids are never all in memory at once
+    ids_npy = np.lib.format.open_memmap(out / f"{split}.ids.npy", mode="w+", dtype=dtype, shape=(n_tokens,))
+    if n_tokens:
+        src = np.memmap(raw_path, dtype=dtype, mode="r", shape=(n_tokens,))
+        step = 1 << 24
+        for i in range(0, n_tokens, step):
+            ids_npy[i : i + step] = src[i : i + step]
+        del src
+    ids_npy.flush()
+    del ids_npy
+    raw_path.unlink()
+    lens = np.concatenate(sent_lens) if sent_lens else np.zeros(0, dtype=np.int32)
+    np.save(out / f"{split}.sent.npy", np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]))
+    np.save(out / f"{split}.art.npy", np.concatenate([[0], np.cumsum(art_sizes, dtype=np.int64)]).astype(np.int64))
+    elapsed = time.perf_counter() - t0
+    _log(f"{split}: {len(art_sizes):,} articles, {n_sent:,} sentences, {n_tokens:,} tokens in {elapsed:.1f} s "
+         f"({n_tokens / max(elapsed, 1e-9):,.0f} tokens/s)")
+    return {"articles": len(art_sizes), "sentences": n_sent, "tokens": n_tokens}
