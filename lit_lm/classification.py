@@ -1,0 +1,342 @@
+"""Sequence classification (GLUE) on top of a pretrained encoder: BERT's fine-tuning recipe (Devlin et al., 2019,
+section 4.1): the pooled [CLS] vector -> dropout -> one linear layer, cross-entropy (MSE for STS-B's regression).
+
+The encoder comes from a lit-lm pretraining checkpoint or a HuggingFace BERT directory (``pretrained``), or starts
+from random weights (a baseline: the tokenizer then sizes the vocabulary). The checkpoints written here carry the
+model config and the tokenizer, like pretraining's, so ``lit_lm.export`` turns them into HuggingFace directories.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
+from tokenizers import Tokenizer
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassMatthewsCorrCoef
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+
+from lit_lm.config import BertConfig
+from lit_lm.convert import hf_to_lit_state_dict, strip_prefix
+from lit_lm.model import BertModel
+from lit_lm.optim import Schedule, adamw, warmup_decay
+from lit_lm.pretraining import resolve_config
+
+_PRETRAINING_HEADS = ("model.mlm_head.", "model.nsp_head.")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loading an encoder: lit-lm pretraining checkpoint or HuggingFace directory
+
+
+def read_checkpoint(path: Union[str, Path], kind: Optional[str] = None) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a lit-lm checkpoint, checking its ``lit_lm_kind`` (one-line errors)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, tampered or foreign files raise many different errors
+        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
+    found = ckpt.get("lit_lm_kind") if isinstance(ckpt, dict) else None
+    if found is None or "state_dict" not in ckpt or "bert_config" not in ckpt:
+        raise ValueError(f"{path}: not a lit-lm checkpoint (no lit_lm_kind / state_dict / bert_config)")
+    if kind is not None and found != kind:
+        raise ValueError(f"{path}: a lit-lm {found} checkpoint; expected a {kind} checkpoint")
+    return ckpt
+
+
+def load_pretrained(path: Union[str, Path]) -> tuple[BertConfig, dict[str, torch.Tensor], str]:
+    """(config, BertModel state dict, tokenizer JSON) from a lit-lm pretraining .ckpt or a HuggingFace BERT dir."""
+    from data_modules.tokenizer import load_tokenizer
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f"--model.pretrained {path}: no such file or directory")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path}: not a HuggingFace BERT directory (no config.json)")
+        config = BertConfig.from_hf_json(path / "config.json")
+        if (path / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            hf_state = load_file(path / "model.safetensors")
+        elif (path / "pytorch_model.bin").is_file():
+            hf_state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        else:
+            raise ValueError(f"{path}: no model.safetensors or pytorch_model.bin")
+        lit = hf_to_lit_state_dict(strip_prefix(hf_state), config)
+        encoder = {k.removeprefix("bert."): v for k, v in lit.items() if k.startswith("bert.")}
+        return config, encoder, load_tokenizer(path).to_str()
+    ckpt = read_checkpoint(path, kind="pretraining")
+    if "tokenizer" not in ckpt:
+        raise ValueError(f"{path}: this pretraining checkpoint carries no tokenizer")
+    state = ckpt["state_dict"]
+    others = [k for k in state if not k.startswith("model.bert.") and not k.startswith(_PRETRAINING_HEADS)]
+    if others:
+        raise ValueError(f"{path}: unexpected keys besides the encoder and the MLM/NSP heads: {others[:5]}")
+    encoder = {k.removeprefix("model.bert."): v for k, v in state.items() if k.startswith("model.bert.")}
+    return BertConfig(**ckpt["bert_config"]), encoder, ckpt["tokenizer"]
+
+
+def _vocabulary(tokenizer_json: str) -> dict[str, int]:
+    return Tokenizer.from_str(tokenizer_json).get_vocab()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the LightningModule
+
+
+class SequenceClassification(L.LightningModule):
+    """A BERT encoder with a classification (or regression) head, fine-tuned on a GLUE task."""
+
+    def __init__(
+        self,
+        pretrained: Optional[str] = None,
+        tokenizer: Optional[str] = None,
+        config: Union[str, BertConfig] = "tiny",
+        num_labels: int = 2,
+        classifier_dropout: Optional[float] = None,
+        lr: float = 2e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        warmup_steps: Union[int, float] = 0.1,
+        schedule: Schedule = "linear",
+    ) -> None:
+        """
+        Args:
+            pretrained: Encoder weights: a lit-lm pretraining checkpoint (.ckpt) or a HuggingFace BERT directory
+                (config.json, model.safetensors or pytorch_model.bin, vocab.txt or tokenizer.json). None: random
+                initialisation (a baseline), sized by ``config`` and the tokenizer.
+            tokenizer: The tokenizer (tokenizer.json, HF directory or .ckpt); linked from --data.tokenizer. Needed
+                without ``pretrained`` (it sets the vocabulary size); with it, it must have the encoder's vocabulary.
+            config: Model size (tiny, mini, small, medium, base, large) or a config.json path; used only without
+                ``pretrained``, whose own config wins.
+            num_labels: Number of classes, 1 for regression (STS-B); linked from --data.task_name.
+            classifier_dropout: Dropout before the classifier; None uses the encoder's hidden_dropout (BERT: 0.1).
+            lr: Peak learning rate of AdamW. BERT-base: 2e-5..5e-5; the small sizes (tiny, mini) want 1e-4..3e-4
+                (Turc et al., 2019).
+            betas: AdamW betas.
+            eps: AdamW epsilon.
+            weight_decay: Decoupled weight decay on weight matrices; biases and LayerNorm are not decayed.
+            warmup_steps: Linear warmup: optimizer steps (int) or a fraction of all steps (float < 1; BERT: 0.1).
+            schedule: Decay after warmup: linear to zero (BERT), cosine to zero, or constant.
+        """
+        super().__init__()
+        from data_modules.tokenizer import load_tokenizer
+
+        if num_labels < 1:
+            raise ValueError(f"--model.num_labels={num_labels}: expected >= 1 (1 = regression)")
+        tokenizer_json = load_tokenizer(tokenizer).to_str() if tokenizer is not None else None
+        if pretrained is not None:
+            self.config, encoder_state, pretrained_tokenizer = load_pretrained(pretrained)
+            if tokenizer_json is not None and _vocabulary(tokenizer_json) != _vocabulary(pretrained_tokenizer):
+                raise ValueError(f"--model.tokenizer {tokenizer}: its vocabulary differs from the one {pretrained} "
+                                 f"was trained with ({len(_vocabulary(tokenizer_json))} vs "
+                                 f"{len(_vocabulary(pretrained_tokenizer))} tokens)")
+            tokenizer_json = pretrained_tokenizer
+        else:
+            if tokenizer_json is None:
+                raise ValueError("--model.tokenizer (or --data.tokenizer) is required without --model.pretrained: "
+                                 "it sets the vocabulary size of the randomly initialised encoder")
+            self.config = resolve_config(config, vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size())
+        n_tokens = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+        if n_tokens > self.config.vocab_size:
+            raise ValueError(f"tokenizer {tokenizer or pretrained} has {n_tokens} tokens but the encoder of "
+                             f"{pretrained or 'config ' + str(config)} has vocab_size={self.config.vocab_size}")
+        # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
+        # The tokenizer in use: without --model.tokenizer the pretrained one. The CLI gives the data module the same
+        # path, and Lightning refuses to log data and model hparams of one name that disagree.
+        tokenizer = tokenizer if tokenizer is not None else pretrained
+        self.save_hyperparameters(ignore=["config"])
+        self.hparams["config"] = self.config.asdict()
+        self.tokenizer_json: str = tokenizer_json
+        self.task_name: Optional[str] = None  # from the data module, saved in checkpoints
+        self._val_splits: tuple[str, ...] = ("dev",)
+
+        self.bert = BertModel(self.config)
+        p = self.config.hidden_dropout if classifier_dropout is None else classifier_dropout
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(self.config.n_embd, num_labels)
+        self._init_weights()
+        if pretrained is not None:
+            missing, unexpected = self.bert.load_state_dict(encoder_state, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{pretrained}: encoder weights do not fit (missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]})")
+        self.val_metrics = nn.ModuleList([self._metrics()])
+
+    def _init_weights(self) -> None:
+        # as BertForPreTraining: truncated normal(0.02) weights, zero biases, unit LayerNorm; [PAD] row zero
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+                if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.hparams.num_labels == 1
+
+    def _metrics(self, metric: str = "accuracy") -> MetricCollection:
+        """Validation metrics of one dev split. Accuracy is micro (the fraction of examples right), as GLUE scores
+        it; torchmetrics' multiclass default would be the macro average over classes."""
+        if self.is_regression:
+            return MetricCollection({"loss": MeanMetric(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()})
+        m = {"loss": MeanMetric(), "acc": MulticlassAccuracy(self.hparams.num_labels, average="micro")}
+        if metric == "f1":
+            m["f1"] = BinaryF1Score()
+        elif metric == "matthews":
+            m["mcc"] = MulticlassMatthewsCorrCoef(self.hparams.num_labels)
+        return MetricCollection(m)
+
+    def _val_prefixes(self) -> list[str]:
+        # MNLI: "val" for dev_matched, "val_mismatched" for dev_mismatched
+        return ["val"] + [f"val_{s.removeprefix('dev_')}" for s in self._val_splits[1:]]
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
+                attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, num_labels); for regression (num_labels = 1) the scores are ``logits[:, 0]``."""
+        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, C)
+        return self.classifier(self.dropout(pooled))
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).float()
+        if self.is_regression:
+            return F.mse_loss(logits[:, 0], batch["labels"].float()), logits[:, 0]
+        return F.cross_entropy(logits, batch["labels"]), logits
+
+    # ---- hooks -------------------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            return
+        dm_tokenizer = getattr(dm, "tokenizer_json", None)
+        if dm_tokenizer is not None and _vocabulary(dm_tokenizer) != _vocabulary(self.tokenizer_json):
+            raise ValueError(f"--data.tokenizer {getattr(dm, 'tokenizer_source', '')}: its vocabulary differs from "
+                             f"the model's ({len(_vocabulary(dm_tokenizer))} vs {len(_vocabulary(self.tokenizer_json))} "
+                             f"tokens); leave --data.tokenizer unset to use the one of --model.pretrained")
+        task = getattr(dm, "task", None)
+        if task is not None:
+            if task.num_labels != self.hparams.num_labels:
+                raise ValueError(f"--data.task_name {task.name} has {task.num_labels} labels but "
+                                 f"--model.num_labels={self.hparams.num_labels}")
+            self.task_name = task.name
+            self._val_splits = tuple(dm.val_splits)
+            # built here, before Lightning moves the module to its device (metric states are not in the state dict)
+            self.val_metrics = nn.ModuleList([self._metrics(task.metric) for _ in self._val_splits])
+
+    def on_fit_start(self) -> None:
+        # Register the final metrics with the hyper-parameters, so TensorBoard's HPARAMS tab compares runs by them.
+        if self.logger is not None:
+            names = [f"{p}/{k}" for p, m in zip(self._val_prefixes(), self.val_metrics) for k in m]
+            self.logger.log_hyperparams(self.hparams, {name: 0.0 for name in names})
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch)
+        self.log("train/loss", loss, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        loss, out = self._step(batch)
+        metrics = self.val_metrics[dataloader_idx]
+        labels = batch["labels"]
+        metrics["loss"].update(loss, labels.shape[0])  # weighted by examples: the epoch value is the dev-set mean
+        preds = out if self.is_regression else out.argmax(-1)
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update(preds, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        for prefix, metrics in zip(self._val_prefixes(), self.val_metrics):
+            if not metrics["loss"].update_called:
+                continue
+            self.log_dict({f"{prefix}/{k}": v for k, v in metrics.compute().items()}, prog_bar=prefix == "val",
+                          add_dataloader_idx=False)
+            metrics.reset()
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Class ids (or scores, for regression) of a batch, with the GLUE indices of its examples."""
+        logits = self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).float()
+        pred = logits[:, 0] if self.is_regression else logits.argmax(-1)
+        return {"index": batch["index"], "prediction": pred}
+
+    # ---- optimisation ------------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict:
+        h = self.hparams
+        optimizer = adamw(self, h.lr, tuple(h.betas), h.eps, h.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
+        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup, total, h.schedule)}
+
+    # ---- checkpoints carry what rebuilds the model and its tokenizer -------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["bert_config"] = self.config.asdict()
+        checkpoint["tokenizer"] = self.tokenizer_json
+        checkpoint["lit_lm_kind"] = "classification"
+        checkpoint["num_labels"] = self.hparams.num_labels
+        if self.task_name is not None:
+            checkpoint["task_name"] = self.task_name
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.task_name = checkpoint.get("task_name", self.task_name)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GLUE submission files
+
+
+class GLUEPredictionWriter(BasePredictionWriter):
+    """Writes the predictions of ``python -m lit_lm predict`` as GLUE submission files (SST-2: ``SST-2.tsv``, header
+    ``index<TAB>prediction``, one row per test example in index order).
+
+    Args:
+        output_dir: Where to write; None writes into the run's log directory (e.g. runs/sst2/version_3).
+    """
+
+    def __init__(self, output_dir: Optional[str] = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self._rows: dict[int, list[dict[str, torch.Tensor]]] = {}
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._rows = {}
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+        self._rows.setdefault(dataloader_idx, []).append({k: v.detach().cpu() for k, v in prediction.items()})
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = trainer.datamodule
+        task = getattr(dm, "task", None)
+        if task is None:
+            raise ValueError("GLUEPredictionWriter needs the GLUE data module (data_modules.glue.GLUEDataModule)")
+        out_dir = Path(self.output_dir or trainer.log_dir or ".").expanduser()
+        for idx, rows in sorted(self._rows.items()):
+            index = torch.cat([r["index"] for r in rows])
+            pred = torch.cat([r["prediction"] for r in rows])
+            if trainer.world_size > 1:  # every rank predicted a share (the distributed sampler may repeat a few)
+                index, pred = pl_module.all_gather(index).flatten(), pl_module.all_gather(pred).flatten()
+            if not trainer.is_global_zero:
+                continue
+            by_index = dict(zip(index.tolist(), pred.tolist()))
+            if task.is_regression:  # STS-B scores live in [0, 5]
+                values = {i: f"{min(5.0, max(0.0, p)):.3f}" for i, p in by_index.items()}
+            else:
+                values = {i: task.labels[int(p)] for i, p in by_index.items()}
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / task.submission[idx]
+            path.write_text("index\tprediction\n" + "".join(f"{i}\t{values[i]}\n" for i in sorted(values)))
+            print(f"wrote {len(values)} predictions to {path}", flush=True)
+        self._rows = {}
