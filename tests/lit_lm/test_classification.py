@@ -1,0 +1,302 @@
+"""Sequence classification: loading encoders, metrics, checkpoints, one-line errors, and the CLI end to end."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
+from data_modules.tokenizer import train_tokenizer
+from lit_lm import cli
+from lit_lm.classification import SequenceClassification
+from lit_lm.pretraining import MLMPretraining
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny matmuls: a second thread only adds synchronisation, and these machines are shared
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(tmp_path_factory) -> Path:
+    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_tokenizer(texts, 600, show_progress=False).save(str(path))
+    return path
+
+
+def _save(module: L.LightningModule, path: Path) -> Path:
+    """A checkpoint written by Lightning itself (with the module's on_save_checkpoint), without training."""
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pretrain_ckpt(tmp_path_factory, tokenizer_path) -> Path:
+    """A tiny lit-lm pretraining checkpoint (random weights) carrying the sample tokenizer."""
+    tok_json = tokenizer_path.read_text()
+    from tokenizers import Tokenizer
+
+    torch.manual_seed(0)
+    model = MLMPretraining(config="tiny", vocab_size=Tokenizer.from_str(tok_json).get_vocab_size())
+    model.tokenizer_json = tok_json
+    return _save(model, tmp_path_factory.mktemp("pre") / "pretrain.ckpt")
+
+
+class _WithTokenizerLink(cli.LitLMCLI):
+    """The change proposed for lit_lm/cli.py (data.tokenizer -> model.tokenizer, after the pretrained default is
+    applied); used only while cli.py lacks it."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.init_args.tokenizer", "model.init_args.tokenizer")
+
+    def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        data, model = getattr(cfg.get("data"), "init_args", None), getattr(cfg.get("model"), "init_args", None)
+        if data is not None and model is not None and "tokenizer" in data and "tokenizer" in model:
+            model.tokenizer = data.tokenizer
+
+
+def run_cli(args: list[str], monkeypatch) -> None:
+    if "model.init_args.tokenizer" not in inspect.getsource(cli.LitLMCLI):
+        monkeypatch.setattr(cli, "LitLMCLI", _WithTokenizerLink)
+    monkeypatch.setattr(sys, "argv", ["lit-lm"])  # pytest's own arguments are not the CLI's
+    cli.main(args)
+
+
+def _quick(tmp_path: Path, config: str = "quickstart_sst2.yaml") -> list[str]:
+    return ["--config", str(REPO / "configs" / config), "--data.data_dir", str(SAMPLE_DIR),
+            "--data.cache_dir", str(tmp_path / "cache"), "--data.num_workers", "0", "--trainer.precision", "32-true",
+            "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# end to end through the real CLI
+
+
+def test_cli_fit_validate_predict_from_pretraining_checkpoint(tmp_path, monkeypatch, capsys, pretrain_ckpt):
+    monkeypatch.chdir(tmp_path)  # the quickstart config writes to runs/quickstart_sst2/...
+    common = [*_quick(tmp_path), "--model.pretrained", str(pretrain_ckpt)]
+    run_cli(["fit", *common, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3"], monkeypatch)
+    ckpt_path = tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)  # plain values only
+    assert ckpt["lit_lm_kind"] == "classification" and ckpt["num_labels"] == 2 and ckpt["task_name"] == "sst2"
+    assert ckpt["tokenizer"] == torch.load(pretrain_ckpt, weights_only=True)["tokenizer"]
+    assert ckpt["global_step"] == 6 and ckpt["hyper_parameters"]["tokenizer"] == str(pretrain_ckpt)
+    # the HPARAMS tab gets the val metrics registered at fit start
+    (events,) = (tmp_path / "runs/quickstart_sst2/version_0").glob("events.out.tfevents.*")
+    raw = events.read_bytes()
+    assert b"_hparams_/session_start_info" in raw and b"val/acc" in raw
+
+    run_cli(["validate", *common, "--ckpt_path", str(ckpt_path)], monkeypatch)
+    assert "val/acc" in capsys.readouterr().out
+
+    run_cli(["predict", *common, "--ckpt_path", str(ckpt_path)], monkeypatch)
+    out = tmp_path / "runs/quickstart_sst2/SST-2.tsv"
+    assert f"wrote 100 predictions to {Path('runs/quickstart_sst2/SST-2.tsv')}" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 101
+    assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(100))
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
+
+
+def test_cli_fit_from_huggingface_directory(tmp_path, monkeypatch, tokenizer_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    hf_config = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=128)
+    transformers.BertForPreTraining(hf_config).save_pretrained(hf_dir)
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    (hf_dir / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))  # vocab.txt only, as old BERT dirs
+    monkeypatch.chdir(tmp_path)
+    run_cli(["fit", *_quick(tmp_path), "--model.pretrained", str(hf_dir), "--trainer.max_steps", "2",
+             "--trainer.limit_val_batches", "1"], monkeypatch)
+    ckpt = torch.load(tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["bert_config"]["n_embd"] == 64 and ckpt["global_step"] == 2
+
+
+def test_cli_fit_random_init_with_tokenizer(tmp_path, monkeypatch, tokenizer_path):
+    monkeypatch.chdir(tmp_path)
+    run_cli(["fit", *_quick(tmp_path), "--model.pretrained", "null", "--data.tokenizer", str(tokenizer_path),
+             "--model.config", "tiny", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"], monkeypatch)
+    ckpt = torch.load(tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["bert_config"]["vocab_size"] == 600 and ckpt["bert_config"]["n_layer"] == 2
+
+
+def test_cli_predict_real_sst2_test_split(tmp_path, monkeypatch, capsys, data_root, tokenizer_path):
+    """A tiny random-init model predicts all 1,821 test sentences; SST-2.tsv lands in the run's log dir."""
+    monkeypatch.chdir(tmp_path)
+    run_cli(["predict", "--config", str(REPO / "configs/sst2.yaml"), "--data.data_dir", str(data_root / "SST-2"),
+             "--data.tokenizer", str(tokenizer_path), "--data.cache_dir", str(tmp_path / "cache"),
+             "--data.num_workers", "0", "--data.batch_size", "128", "--trainer.precision", "32-true",
+             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"], monkeypatch)
+    out = tmp_path / "runs/sst2/version_0/SST-2.tsv"
+    assert f"wrote 1821 predictions to {Path('runs/sst2/version_0/SST-2.tsv')}" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 1822
+    assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(1821))
+
+
+def test_cli_reports_bad_input_on_one_line(tmp_path, monkeypatch, capsys, tokenizer_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("sentence\tlabel\ngood \t1\nbad \t3\n")
+    (data / "dev.tsv").write_text((SAMPLE_DIR / "dev.tsv").read_text())
+    (data / "test.tsv").write_text((SAMPLE_DIR / "test.tsv").read_text())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        run_cli(["fit", *_quick(tmp_path), "--data.data_dir", str(data), "--model.pretrained", "null",
+                 "--data.tokenizer", str(tokenizer_path)], monkeypatch)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"lit-lm: error: {data / 'train.tsv'}:3: label '3' is not one of 0, 1 (task sst2)"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the module
+
+
+def test_encoder_comes_from_the_pretraining_checkpoint(pretrain_ckpt):
+    state = torch.load(pretrain_ckpt, weights_only=True)["state_dict"]
+    model = SequenceClassification(pretrained=str(pretrain_ckpt))
+    for k, v in model.bert.state_dict().items():
+        torch.testing.assert_close(v, state[f"model.bert.{k}"], rtol=0, atol=0)
+    assert model.classifier.out_features == 2 and model.dropout.p == 0.1
+    assert SequenceClassification(pretrained=str(pretrain_ckpt), classifier_dropout=0.3).dropout.p == 0.3
+
+
+def _validate(model: SequenceClassification, data_dir: Path, tokenizer: Path, cache: Path) -> dict[str, float]:
+    dm = GLUEDataModule(data_dir=str(data_dir), tokenizer=str(tokenizer), batch_size=4, num_workers=0,
+                        cache_dir=str(cache))
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.validate(model, datamodule=dm, verbose=False)
+    return metrics
+
+
+def test_val_acc_is_micro_accuracy(tmp_path, tokenizer_path):
+    """8 positives and 2 negatives, a model that always says positive: micro accuracy 0.8, macro would be 0.5."""
+    d = tmp_path / "d"
+    d.mkdir()
+    dev = ["it is charming . \t1"] * 8 + ["it is dull . \t0"] * 2
+    (d / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(dev) + "\n")
+    (d / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(dev) + "\n")
+    (d / "test.tsv").write_text("index\tsentence\n0\tfine\n")
+    model = SequenceClassification(tokenizer=str(tokenizer_path), config="tiny")
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 5.0]))
+    metrics = _validate(model, d, tokenizer_path, tmp_path / "cache")
+    assert metrics["val/acc"] == pytest.approx(0.8)
+    expected_loss = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 5.0]] * 10), torch.tensor([1] * 8 + [0] * 2))
+    assert metrics["val/loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+
+
+def test_regression_head_for_stsb(tmp_path, tokenizer_path):
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
+    d = tmp_path / "stsb"
+    d.mkdir()
+    rows = "".join(f"{i}\tg\tf\t2012\t{i}\tn\tn\tit is charming .\tit is {w} .\t{s}\n"
+                   for i, (w, s) in enumerate([("charming", 5.0), ("dull", 0.5), ("fine", 3.0), ("odd", 1.0)]))
+    (d / "train.tsv").write_text(f"{head}\tscore\n{rows}")
+    (d / "dev.tsv").write_text(f"{head}\tscore\n{rows}")
+    (d / "test.tsv").write_text(f"{head}\n0\tg\tf\t2012\t0\tn\tn\ta\tb\n")
+    model = SequenceClassification(tokenizer=str(tokenizer_path), num_labels=1)
+    dm = GLUEDataModule("stsb", data_dir=str(d), tokenizer=str(tokenizer_path), num_workers=0, cache_dir=str(tmp_path / "c"))
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.validate(model, datamodule=dm, verbose=False)
+    assert set(metrics) == {"val/loss", "val/pearson", "val/spearman"}
+
+
+def test_classification_checkpoint_is_not_a_pretrained_encoder(tmp_path, pretrain_ckpt):
+    cls_ckpt = _save(SequenceClassification(pretrained=str(pretrain_ckpt)), tmp_path / "cls.ckpt")
+    with pytest.raises(ValueError) as e:
+        SequenceClassification(pretrained=str(cls_ckpt))
+    assert str(e.value) == f"{cls_ckpt}: a lit-lm classification checkpoint; expected a pretraining checkpoint"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("plain dict", "not a lit-lm checkpoint"),
+    ("truncated", "not a readable lit-lm checkpoint"),
+    ("text", "not a readable lit-lm checkpoint"),
+])
+def test_foreign_or_broken_files_are_one_line_errors(tmp_path, pretrain_ckpt, content, message):
+    path = tmp_path / "bad.ckpt"
+    if content == "plain dict":
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
+    elif content == "truncated":
+        path.write_bytes(Path(pretrain_ckpt).read_bytes()[:5000])
+    else:
+        path.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match=message) as e:
+        SequenceClassification(pretrained=str(path))
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+def test_pretraining_checkpoint_with_unexpected_keys(tmp_path, pretrain_ckpt):
+    ckpt = torch.load(pretrain_ckpt, weights_only=True)
+    ckpt["state_dict"]["model.extra_head.weight"] = torch.zeros(2)
+    del ckpt["state_dict"]["model.bert.pooler.weight"]
+    torch.save(ckpt, tmp_path / "odd.ckpt")
+    with pytest.raises(ValueError, match=r"odd\.ckpt: unexpected keys besides the encoder and the MLM/NSP heads"):
+        SequenceClassification(pretrained=str(tmp_path / "odd.ckpt"))
+    del ckpt["state_dict"]["model.extra_head.weight"]
+    torch.save(ckpt, tmp_path / "short.ckpt")
+    with pytest.raises(ValueError, match=r"short\.ckpt: encoder weights do not fit \(missing \['pooler\.weight'\]"):
+        SequenceClassification(pretrained=str(tmp_path / "short.ckpt"))
+
+
+def test_tokenizer_must_match_the_encoder(tmp_path, pretrain_ckpt, tokenizer_path):
+    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "dev.tsv", TASKS["sst2"], labelled=True).texts]
+    other = tmp_path / "other.json"
+    train_tokenizer(texts, 300, show_progress=False).save(str(other))
+    with pytest.raises(ValueError) as e:
+        SequenceClassification(pretrained=str(pretrain_ckpt), tokenizer=str(other))
+    assert str(other) in str(e.value) and str(pretrain_ckpt) in str(e.value) and "vocabulary differs" in str(e.value)
+    # a tokenizer larger than the encoder's vocabulary (an HF dir whose vocab.txt outgrew config.json)
+    transformers = pytest.importorskip("transformers")
+    hf_dir = tmp_path / "hf"
+    transformers.BertModel(transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=64)).save_pretrained(hf_dir)
+    from tokenizers import Tokenizer
+
+    vocab = sorted(Tokenizer.from_file(str(tokenizer_path)).get_vocab().items(), key=lambda kv: kv[1])
+    (hf_dir / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
+    with pytest.raises(ValueError, match=rf"tokenizer {hf_dir} has 600 tokens but the encoder of {hf_dir} has vocab_size=100"):
+        SequenceClassification(pretrained=str(hf_dir))
+
+
+def test_data_tokenizer_must_match_the_model(tmp_path, pretrain_ckpt):
+    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "dev.tsv", TASKS["sst2"], labelled=True).texts]
+    other = tmp_path / "other.json"
+    train_tokenizer(texts, 300, show_progress=False).save(str(other))
+    with pytest.raises(ValueError, match=r"--data\.tokenizer .*other\.json: its vocabulary differs from the model's"):
+        _validate(SequenceClassification(pretrained=str(pretrain_ckpt)), SAMPLE_DIR, other, tmp_path / "cache")
+
+
+def test_random_init_needs_a_tokenizer():
+    with pytest.raises(ValueError, match=r"--model\.tokenizer \(or --data\.tokenizer\) is required without --model\.pretrained"):
+        SequenceClassification()
+
+
+def test_missing_pretrained_path(tmp_path):
+    with pytest.raises(ValueError, match=r"--model\.pretrained .*nope\.ckpt: no such file or directory"):
+        SequenceClassification(pretrained=str(tmp_path / "nope.ckpt"))
