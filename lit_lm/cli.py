@@ -14,6 +14,8 @@ from typing import Optional
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_lm.callbacks import DivergenceError
+
 GLUE_NUM_LABELS = {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "stsb": 1, "mnli": 3, "qnli": 2, "rte": 2, "wnli": 2}
 
 
@@ -67,7 +69,7 @@ def main(args: Optional[list[str]] = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, DivergenceError) as e:
         # Our errors are one line naming the file, line or flag; a traceback would bury that.
         if os.environ.get("LIT_LM_DEBUG"):
             raise
