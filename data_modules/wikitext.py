@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 from tokenizers import Tokenizer
 
@@ -281,6 +282,8 @@ class WikiText103DataModule(L.LightningDataModule):
         self.tokenizer_json: str | None = None
         self.special: SpecialIds | None = None
         self.datasets: dict[str, Dataset] = {}
+        self._train_sampler: ResumableSampler | None = None
+        self._resume: dict[str, int] | None = None  # sampler state from a checkpoint, applied to the next train loader
 
     # -- source and cache identity ------------------------------------------------------------------------------------
 
@@ -425,16 +428,40 @@ class WikiText103DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
-        return DataLoader(ds, batch_size=self.batch_size, sampler=ResumableSampler(len(ds), shuffle=True, seed=self.seed),
+        sampler = ResumableSampler(len(ds), shuffle=True, seed=self.seed)
+        if self._resume is not None:
+            state, self._resume = self._resume, None
+            if state["start"] >= len(sampler) // self.batch_size * self.batch_size:  # saved at the epoch's end
+                state = {"epoch": state["epoch"] + 1, "start": 0}
+            sampler.load_state_dict(state)
+        self._train_sampler = sampler
+        # A generator of its own: creating the iterator then draws no number from torch's global RNG, whose
+        # state (dropout) is saved in checkpoints and must evolve the same in a resumed and an uninterrupted run.
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=self._collator(self.seed), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=True)
+                          persistent_workers=self.num_workers > 0, drop_last=True,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    # -- exact resume: the checkpoint records how far into which epoch training got ------------------------------
+
+    def state_dict(self) -> dict:
+        """The train sampler's position, counted in batches whose training step ran (not batches the loader
+        prefetched): Lightning saves this with every checkpoint and hands it back before the loader is built."""
+        if self._train_sampler is None or self.trainer is None:
+            return {}
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"sampler": {"epoch": self._train_sampler.epoch, "start": done * self.batch_size}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume = state_dict.get("sampler")
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self.datasets[split]
         # fixed masks on fixed pairs: the validation loss is comparable across epochs and runs
         return DataLoader(ds, batch_size=self.val_batch_size, collate_fn=self._collator(seed=0),
                           sampler=ResumableSampler(len(ds), shuffle=False, drop_last=False),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")

@@ -32,6 +32,8 @@ class LitLMCLI(LightningCLI):
         # GLUE fine-tuning the second.
         parser.link_arguments("data.init_args.vocab_size", "model.init_args.vocab_size")
         parser.link_arguments("data.init_args.task_name", "model.init_args.num_labels", compute_fn=num_labels)
+        # Fine-tuning states the tokenizer once, in the data config; the model sizes a random-init encoder by it.
+        parser.link_arguments("data.init_args.tokenizer", "model.init_args.tokenizer")
 
     def before_instantiate_classes(self) -> None:
         # Fine-tuning: the tokenizer defaults to the one inside --model.pretrained (a .ckpt or an HF directory).
@@ -42,6 +44,8 @@ class LitLMCLI(LightningCLI):
         if data_args is not None and model_args is not None and "tokenizer" in data_args and "pretrained" in model_args:
             if data_args.tokenizer is None and model_args.pretrained is not None:
                 data_args.tokenizer = model_args.pretrained
+            if "tokenizer" in model_args:  # the link above ran at parse time, before this default
+                model_args.tokenizer = data_args.tokenizer
 
 
 def _export(argv: list[str]) -> None:

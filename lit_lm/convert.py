@@ -63,8 +63,9 @@ def lit_to_hf_state_dict(state: dict[str, torch.Tensor], config: BertConfig) -> 
             continue  # the position table is absent with sinusoidal positions
         t = state[template]
         out[hf] = t[: config.vocab_size] if template in _VOCAB_KEYS else t
-    out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"]
-    out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"]
+    if "cls.predictions.bias" in out:  # encoder-only states (fine-tuned classifiers) have no MLM head
+        out["cls.predictions.decoder.weight"] = out["bert.embeddings.word_embeddings.weight"]
+        out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"]
     return {k: v.detach().clone() for k, v in out.items()}
 
 

@@ -21,13 +21,6 @@ from lit_lm.convert import lit_to_hf_state_dict
 _SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
 
 
-def _encoder_to_hf(encoder: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
-    """HF names of an encoder-only state (``bert.*`` keys). lit_to_hf_state_dict also writes the tied MLM decoder,
-    which needs the MLM bias: give it a placeholder and drop the ``cls.*`` keys it produces."""
-    state = {**encoder, "mlm_head.bias": torch.zeros(config.padded_vocab_size)}
-    return {k: v for k, v in lit_to_hf_state_dict(state, config).items() if not k.startswith("cls.")}
-
-
 def _vocab_lines(tokenizer: Tokenizer) -> list[str]:
     by_id = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     if [i for _, i in by_id] != list(range(len(by_id))):
@@ -58,7 +51,7 @@ def export(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path
         hf_state = {k: v for k, v in hf_state.items() if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}
     elif kind == "classification":
         state = ckpt["state_dict"]
-        hf_state = _encoder_to_hf({k: v for k, v in state.items() if k.startswith("bert.")}, config)
+        hf_state = lit_to_hf_state_dict({k: v for k, v in state.items() if k.startswith("bert.")}, config)
         hf_state["classifier.weight"], hf_state["classifier.bias"] = state["classifier.weight"], state["classifier.bias"]
         num_labels = int(ckpt["num_labels"])
         labels = _label_names(ckpt.get("task_name"), num_labels)

@@ -195,6 +195,19 @@ class MLMPretraining(L.LightningModule):
         if self.tokenizer_json is not None:
             checkpoint["tokenizer"] = self.tokenizer_json
         checkpoint["lit_lm_kind"] = "pretraining"
+        # Dropout draws from torch's global RNG: without its state a resumed run drops other units.
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # Restored here, not at load time, so nothing between loading and the first step can consume it.
+        states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if states is not None:
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])

@@ -17,3 +17,30 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (set LIT_LM_DATA to the folder holding SST-2/ and wikitext-*)")
     return root
+
+
+@pytest.fixture(scope="session")
+def wikitext2(data_root, tmp_path_factory) -> dict:
+    """Data-module arguments for real WikiText-2 with one cache shared by the session's tests."""
+    src = data_root / "wikitext-2"
+    if not (src / "wiki.train.tokens").is_file():
+        pytest.skip(f"real data not found: {src} has no wiki.train.tokens")
+    cache = tmp_path_factory.mktemp("wikitext2-cache")
+    return dict(data_dir=str(src), cache_dir=str(cache), vocab_size=8000, tokenizer_sample_bytes=2_000_000)
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> Path:
+    """One short quickstart pretraining through the real CLI, shared by the tests that need a checkpoint."""
+    from lit_lm.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the quickstart config names the bundled corpus relative to the checkout
+    try:
+        main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml",
+              "--trainer.max_steps=30", "--trainer.val_check_interval=10", "--trainer.enable_progress_bar=false",
+              f"--trainer.logger.init_args.save_dir={out}", f"--data.cache_dir={out / 'cache'}"])
+    finally:
+        os.chdir(cwd)
+    return out / "quickstart"

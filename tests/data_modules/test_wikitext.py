@@ -273,20 +273,15 @@ def test_hub_unreachable_fails_at_once(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_wikitext2_cache_built_then_reused(data_root, tmp_path, capsys):
-    src = data_root / "wikitext-2"
-    if not (src / "wiki.train.tokens").is_file():
-        pytest.skip(f"{src} has no wiki.train.tokens")
-    dm = WikiText103DataModule(data_dir=str(src), cache_dir=str(tmp_path), vocab_size=8000,
-                               tokenizer_sample_bytes=2_000_000, num_workers=0)
+def test_wikitext2_cache_built_then_reused(wikitext2, capsys):
+    dm = WikiText103DataModule(**wikitext2, num_workers=0)
     dm.prepare_data()
     meta = json.loads((dm.cache_path() / "meta.json").read_text())
     assert 7000 <= meta["vocab_size_reached"] <= 8000
     assert meta["counts"]["train"]["articles"] == 600  # WikiText-2: 600 train, 60 valid, 60 test articles
     assert meta["counts"]["validation"]["articles"] == 60 and meta["counts"]["test"]["articles"] == 60
     assert meta["counts"]["train"]["tokens"] > 2_000_000
-    WikiText103DataModule(data_dir=str(src), cache_dir=str(tmp_path), vocab_size=8000,
-                          tokenizer_sample_bytes=2_000_000).prepare_data()
+    WikiText103DataModule(**wikitext2).prepare_data()
     assert "reusing cache at" in capsys.readouterr().err
     dm.setup("fit")
     s = dm.datasets["train"][(0, 0)]

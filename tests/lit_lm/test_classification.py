@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 
@@ -57,25 +56,7 @@ def pretrain_ckpt(tmp_path_factory, tokenizer_path) -> Path:
     return _save(model, tmp_path_factory.mktemp("pre") / "pretrain.ckpt")
 
 
-class _WithTokenizerLink(cli.LitLMCLI):
-    """The change proposed for lit_lm/cli.py (data.tokenizer -> model.tokenizer, after the pretrained default is
-    applied); used only while cli.py lacks it."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        super().add_arguments_to_parser(parser)
-        parser.link_arguments("data.init_args.tokenizer", "model.init_args.tokenizer")
-
-    def before_instantiate_classes(self) -> None:
-        super().before_instantiate_classes()
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        data, model = getattr(cfg.get("data"), "init_args", None), getattr(cfg.get("model"), "init_args", None)
-        if data is not None and model is not None and "tokenizer" in data and "tokenizer" in model:
-            model.tokenizer = data.tokenizer
-
-
 def run_cli(args: list[str], monkeypatch) -> None:
-    if "model.init_args.tokenizer" not in inspect.getsource(cli.LitLMCLI):
-        monkeypatch.setattr(cli, "LitLMCLI", _WithTokenizerLink)
     monkeypatch.setattr(sys, "argv", ["lit-lm"])  # pytest's own arguments are not the CLI's
     cli.main(args)
 

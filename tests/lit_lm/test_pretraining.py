@@ -1,0 +1,149 @@
+"""MLM+NSP pretraining: the module's losses, the quickstart through the real CLI, and real WikiText-2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_lm.config import BertConfig
+from lit_lm.model import BertForPreTraining
+from lit_lm.pretraining import MLMPretraining, training_flops
+
+SCALARS = ["train/loss", "train/mlm_loss", "train/nsp_loss", "train/mlm_acc", "train/nsp_acc", "train/perplexity",
+           "val/mlm_loss", "val/nsp_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"]
+
+
+def _batch(V=200, B=4, T=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, V, (B, T), generator=g)
+    att = torch.ones(B, T, dtype=torch.long)
+    att[0, 12:] = 0
+    labels = torch.full((B, T), -100)
+    pick = (torch.rand(B, T, generator=g) < 0.3) & att.bool()
+    labels[pick] = ids[pick]
+    return dict(input_ids=ids, token_type_ids=torch.zeros_like(ids), attention_mask=att, labels=labels,
+                next_sentence_label=torch.randint(0, 2, (B,), generator=g))
+
+
+def test_sparse_and_dense_losses_agree():
+    torch.manual_seed(0)
+    sparse = MLMPretraining(config="tiny", vocab_size=200).eval()
+    dense = MLMPretraining(config="tiny", vocab_size=200, sparse_prediction=False).eval()
+    dense.load_state_dict(sparse.state_dict())
+    b = _batch()
+    with torch.no_grad():
+        a, d = sparse._losses(b), dense._losses(b)
+    torch.testing.assert_close(a["mlm_loss"], d["mlm_loss"])
+    torch.testing.assert_close(a["loss"], d["loss"])
+    # and the loss is the plain definition: mean CE over masked tokens + CE over pairs
+    with torch.no_grad():
+        mlm, nsp = sparse.model(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+    ref = F.cross_entropy(mlm.view(-1, 200), b["labels"].view(-1)) + F.cross_entropy(nsp, b["next_sentence_label"])
+    torch.testing.assert_close(a["loss"], ref)
+
+
+def test_nsp_off_trains_mlm_only():
+    torch.manual_seed(0)
+    m = MLMPretraining(config="tiny", vocab_size=200, nsp=False)
+    out = m._losses(_batch())
+    torch.testing.assert_close(out["loss"], out["mlm_loss"])
+
+
+def test_training_flops_formula():
+    c = BertConfig.from_name("base")
+    # BERT-base encoder: 85M weights in the blocks -> 6 * 85M per token plus attention
+    per_token = training_flops(c, 1, 128, 0)
+    assert per_token == 6 * 12 * (4 * 768**2 + 2 * 768 * 3072) + 12 * 12 * 128 * 768
+    assert training_flops(c, 0, 128, 1) == 6 * (768 * 768 + 768 * 30522)
+    n_blocks = sum(p.numel() for n, p in BertForPreTraining(c).named_parameters() if ".blocks." in n and p.dim() == 2)
+    assert per_token - 12 * 12 * 128 * 768 == 6 * n_blocks
+
+
+def test_config_from_hf_json_and_overrides(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(BertConfig.from_name("tiny").to_hf_dict()))
+    m = MLMPretraining(config=str(tmp_path / "config.json"), vocab_size=300, config_overrides={"hidden_dropout": 0.0})
+    assert (m.config.n_layer, m.config.vocab_size, m.config.hidden_dropout) == (2, 300, 0.0)
+    assert m.hparams.config["vocab_size"] == 300  # plain values in the checkpoint
+
+
+# ---- the quickstart through the real CLI (session fixture: one run shared by these tests) ----------------------
+
+
+def test_quickstart_writes_checkpoint_and_tensorboard_scalars(quickstart_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert (quickstart_run / "checkpoints" / "last.ckpt").is_file()
+    assert (quickstart_run / "config.yaml").is_file()  # the merged config, next to the logs
+    events = sorted(quickstart_run.glob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(quickstart_run)).Reload()
+    tags = set(acc.Tags()["scalars"])
+    missing = [t for t in SCALARS if t not in tags]
+    assert not missing, f"missing scalars {missing}; have {sorted(tags)}"
+    assert any(t.startswith("lr-") for t in tags)
+    # ThroughputMonitor: real (non-pad) tokens per second, FLOPs and MFU against the configured CPU peak
+    assert {"train/device/items_per_sec", "train/device/flops_per_sec", "train/device/mfu"} <= tags
+    assert all(math.isfinite(e.value) for e in acc.Scalars("train/loss"))
+
+
+def test_quickstart_checkpoint_is_self_sufficient(quickstart_run):
+    path = quickstart_run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain values only: no pickled code
+    assert ckpt["lit_lm_kind"] == "pretraining"
+    config = BertConfig(**ckpt["bert_config"])
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(ckpt["tokenizer"])
+    assert tok.get_vocab_size() <= config.vocab_size
+    model = BertForPreTraining(config)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    model.eval()
+    module = MLMPretraining.load_from_checkpoint(path, map_location="cpu").eval()
+    enc = tok.encode("the river flows through the town .", "it was built in the old style .")
+    ids = torch.tensor([enc.ids])
+    tt = torch.tensor([enc.type_ids])
+    with torch.no_grad():
+        a = model(ids, tt)
+        b = module.model(ids, tt)
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+    assert module.tokenizer_json == ckpt["tokenizer"]
+
+
+# ---- real data ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_wikitext2_200_steps_beat_the_unigram_baseline(wikitext2, tmp_path):
+    """A model that learned only word frequencies must fail: val mlm_loss below the unigram cross-entropy of the
+    masked tokens and val mlm_acc above the most-frequent-token rate, both computed from the cache."""
+    import lightning as L
+
+    from data_modules.wikitext import WikiText103DataModule
+
+    L.seed_everything(0)
+    dm = WikiText103DataModule(**wikitext2, batch_size=32, num_workers=0, max_val_pairs=256)
+    model = MLMPretraining(config="tiny", vocab_size=8000, lr=1e-3, warmup_steps=20,
+                           config_overrides={"hidden_dropout": 0.0, "attention_dropout": 0.0})
+    trainer = L.Trainer(max_steps=200, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(model, dm)
+    evaluator = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = evaluator.validate(model, dm, verbose=False)[0]
+
+    # unigram baseline over the masked validation targets, frequencies from the train split
+    train_ids = np.load(dm.cache_path() / "train.ids.npy", mmap_mode="r")
+    counts = np.bincount(np.asarray(train_ids), minlength=8000).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    targets = np.concatenate([b["labels"][b["labels"] != -100].numpy() for b in dm.val_dataloader()])
+    unigram_ce = float(-logp[targets].mean())
+    top_rate = float((targets == counts.argmax()).mean())
+    assert metrics["val/mlm_loss"] < unigram_ce, (metrics, unigram_ce)
+    assert metrics["val/mlm_acc"] > top_rate, (metrics, top_rate)
