@@ -133,6 +133,13 @@ class MLMPretraining(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self._losses(batch)
+        if batch_idx == 0:  # a few decoded examples for TensorBoard's text panel
+            labels = batch["labels"]
+            masked = labels != -100
+            top1 = out["mlm_logits"].argmax(-1)
+            pred = torch.full_like(labels, -100)
+            pred[masked] = top1 if self.hparams.sparse_prediction else top1.view_as(labels)[masked]
+            self._examples = (batch["input_ids"][:3].cpu(), labels[:3].cpu(), pred[:3].cpu(), batch["attention_mask"][:3].cpu())
         n_masked = int((out["mlm_targets"] != -100).sum())
         B, T = batch["input_ids"].shape
         # forward only: a third of a training step's FLOPs
@@ -157,6 +164,28 @@ class MLMPretraining(L.LightningModule):
         )
         for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
             m.reset()
+        self._log_examples()
+
+    def _log_examples(self) -> None:
+        """Masked predictions as text: each masked token shown as **predicted** (true)."""
+        examples, self._examples = getattr(self, "_examples", None), None
+        experiment = getattr(self.logger, "experiment", None)
+        if examples is None or self.tokenizer_json is None or not hasattr(experiment, "add_text"):
+            return
+        if getattr(self, "_tokenizer", None) is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_str(self.tokenizer_json)
+        ids, labels, preds, att = examples
+        decode = self._tokenizer.id_to_token
+        lines = []
+        for r in range(ids.shape[0]):
+            words = [
+                f"**{decode(int(preds[r, t]))}** ({decode(int(labels[r, t]))})" if labels[r, t] != -100 else decode(int(ids[r, t]))
+                for t in range(int(att[r].sum()))
+            ]
+            lines.append(" ".join(words))
+        experiment.add_text("val/masked_predictions", "\n\n".join(lines), self.global_step)
 
     test_step = validation_step
 
@@ -189,6 +218,16 @@ class MLMPretraining(L.LightningModule):
         tokenizer_json = getattr(dm, "tokenizer_json", None)
         if tokenizer_json is not None:
             self.tokenizer_json = tokenizer_json
+        max_seq_len = getattr(dm, "max_seq_len", None)
+        if max_seq_len is not None and max_seq_len > self.config.max_position_embeddings:
+            raise ValueError(f"--data.max_seq_len={max_seq_len} exceeds the model's position table "
+                             f"(max_position_embeddings={self.config.max_position_embeddings})")
+
+    def on_fit_start(self) -> None:
+        # Register the final val metrics with the hyper-parameters so TensorBoard's HPARAMS tab compares runs.
+        if self.logger is not None:
+            names = ["val/mlm_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"]
+            self.logger.log_hyperparams(self.hparams, {name: float("nan") for name in names})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["bert_config"] = self.config.asdict()

@@ -90,6 +90,19 @@ def test_quickstart_writes_checkpoint_and_tensorboard_scalars(quickstart_run):
     # ThroughputMonitor: real (non-pad) tokens per second, FLOPs and MFU against the configured CPU peak
     assert {"train/device/items_per_sec", "train/device/flops_per_sec", "train/device/mfu"} <= tags
     assert all(math.isfinite(e.value) for e in acc.Scalars("train/loss"))
+    # text panel: decoded masked predictions at each validation
+    assert any(t.startswith("val/masked_predictions") for t in acc.Tags()["tensors"])
+    text = acc.Tensors(next(t for t in acc.Tags()["tensors"] if t.startswith("val/masked_predictions")))[-1]
+    assert b"**" in text.tensor_proto.string_val[0] and b"[CLS]" in text.tensor_proto.string_val[0]
+    # HPARAMS tab: the hyper-parameters are registered with the final val metrics
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    metric_tags = set()
+    for raw in content.values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        metric_tags |= {m.name.tag for m in data.experiment.metric_infos}
+    assert {"val/mlm_loss", "val/mlm_acc", "val/nsp_acc"} <= metric_tags, metric_tags
 
 
 def test_quickstart_checkpoint_is_self_sufficient(quickstart_run):
