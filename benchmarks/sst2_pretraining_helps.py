@@ -1,0 +1,83 @@
+"""Does our pretraining help? SST-2 dev accuracy, pretrained vs random init, mean ± sd over seeds.
+
+Both arms use the pretraining checkpoint's tokenizer and the same fine-tuning budget; only the encoder's
+starting weights differ. Each run is the real CLI (configs/sst2.yaml) in this process; the last checkpoint's
+dev accuracy counts (no selection on dev).
+
+    python benchmarks/sst2_pretraining_helps.py --pretrained runs/wikitext2_tiny/checkpoints/last.ckpt \
+        --data-dir ../shared/data/SST-2 --seeds 1 2 3 --subset 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lit_lm.cli import LitLMCLI  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fine_tune(arm: str, ckpt: str, data_dir: str, seed: int, subset: int | None, epochs: int, lr: float,
+              max_len: int, out: Path) -> dict:
+    init = ["--model.pretrained", ckpt] if arm == "pretrained" else ["--data.tokenizer", ckpt]
+    name = f"{arm}-{'full' if subset is None else subset}-seed{seed}"
+    args = ["fit", "--config", str(REPO / "configs" / "sst2.yaml"), *init,
+            "--data.data_dir", data_dir, "--data.max_seq_len", str(max_len), "--data.num_workers", "0",
+            "--data.cache_dir", str(out / "cache"), "--seed_everything", str(seed),
+            "--trainer.precision", "32-true", "--trainer.accelerator", "cpu", "--trainer.max_epochs", str(epochs),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name,
+            "--model.lr", str(lr)]
+    if subset is not None:
+        args += ["--data.train_subset", str(subset), "--data.subset_seed", "0"]
+    t0 = time.perf_counter()
+    cli = LitLMCLI(subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False,
+                   save_config_kwargs={"overwrite": True}, args=args)
+    acc = float(cli.trainer.callback_metrics["val/acc"])
+    return {"arm": arm, "train": "full" if subset is None else subset, "seed": seed, "dev_acc": acc,
+            "steps": cli.trainer.global_step, "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pretrained", required=True, help="a lit-lm pretraining checkpoint (its tokenizer serves both arms)")
+    p.add_argument("--data-dir", required=True, help="GLUE SST-2 directory (train.tsv, dev.tsv, test.tsv)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--subset", type=int, default=2000, help="size of the fixed small training set")
+    p.add_argument("--epochs-full", type=int, default=1)
+    p.add_argument("--epochs-subset", type=int, default=5)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--out", default="runs/sst2_compare")
+    p.add_argument("--sizes", nargs="+", default=["subset", "full"], choices=["subset", "full"])
+    a = p.parse_args()
+    out = Path(a.out)
+    results = []
+    for size in a.sizes:
+        subset, epochs = (a.subset, a.epochs_subset) if size == "subset" else (None, a.epochs_full)
+        for seed in a.seeds:
+            for arm in ("pretrained", "random"):
+                r = fine_tune(arm, a.pretrained, a.data_dir, seed, subset, epochs, a.lr, a.max_len, out)
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n| train set | arm | dev acc (mean ± sd) | per seed | steps | wall s (mean) |")
+    print("|---|---|---|---|---|---|")
+    for size in a.sizes:
+        for arm in ("pretrained", "random"):
+            rs = [r for r in results if r["arm"] == arm and (r["train"] == "full") == (size == "full")]
+            accs = [100 * r["dev_acc"] for r in rs]
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            label = "full (67,349)" if size == "full" else f"subset ({a.subset:,})"
+            print(f"| {label} | {arm} | {statistics.mean(accs):.1f} ± {sd:.1f} | {', '.join(f'{x:.1f}' for x in accs)} | "
+                  f"{rs[0]['steps']} | {statistics.mean(r['wall_s'] for r in rs):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
