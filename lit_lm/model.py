@@ -64,15 +64,21 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_dropout = config.attention_dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(self.n_embd, dim=-1)  # (B, T, C) each
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None) -> torch.Tensor:
+        C = self.n_embd
+        qkv = self.qkv(x)  # (B, T, 3C), or (N, 3C) for the N real tokens of an unpadded batch
+        if layout is not None:
+            qkv = layout.pad(qkv)  # (B, T, 3C); pad rows are zeros and are masked out as keys
+        B, T, _ = qkv.shape
+        q, k, v = qkv.split(C, dim=-1)  # (B, T, C) each
         q = q.view(B, T, self.n_head, -1).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, -1).transpose(1, 2)
         v = v.view(B, T, self.n_head, -1).transpose(1, 2)
         p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        if layout is not None:
+            y = layout.unpad(y)  # (N, C)
         return self.proj(y)
 
 
@@ -97,9 +103,28 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.drop = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.ln_1(x + self.drop(self.attn(x, mask)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None) -> torch.Tensor:
+        x = self.ln_1(x + self.drop(self.attn(x, mask, layout)))
         return self.ln_2(x + self.drop(self.mlp(x)))
+
+
+class Unpadded:
+    """Where the real tokens of a padded (B, T) batch sit, to run every per-token layer on those alone.
+
+    All layers but attention treat tokens independently, so they run on the (N, C) real tokens and padding
+    costs them nothing (as NVIDIA's and MosaicML's BERT recipes do); attention pads back to (B, T) around SDPA.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor) -> None:
+        self.B, self.T = attention_mask.shape
+        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real tokens
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.B * self.T, -1)[self.index]  # (B, T, D) -> (N, D)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(self.B * self.T, x.shape[-1]).index_copy(0, self.index, x)  # (B*T, D)
+        return out.view(self.B, self.T, -1)  # (B, T, D)
 
 
 class BertModel(nn.Module):
@@ -121,12 +146,17 @@ class BertModel(nn.Module):
         """Returns hidden states (B, T, C) and the pooled [CLS] vector (B, C)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        mask = None
+        mask = layout = None
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend to this key
-        x = self.embeddings(input_ids, token_type_ids)
+            if not mask.all():
+                layout = Unpadded(attention_mask)
+                x = layout.unpad(x)  # (N, C)
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, layout)
+        if layout is not None:
+            x = layout.pad(x)  # (B, T, C); pad positions hold zeros
         pooled = torch.tanh(self.pooler(x[:, 0]))
         return x, pooled
 

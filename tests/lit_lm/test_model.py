@@ -102,3 +102,35 @@ def test_init_statistics():
     assert w.abs().max().item() <= 0.04 + 1e-6
     assert m.bert.embeddings.word.weight[0].abs().sum() == 0  # [PAD] row
     assert m.bert.blocks[0].mlp.fc.bias.abs().sum() == 0
+
+
+def test_unpadded_path_matches_padded_forward_and_grads():
+    """Per-token layers run on the real tokens only; a padded (B, T) run of the same blocks is the reference."""
+    torch.manual_seed(0)
+    m = BertForPreTraining(tiny(hidden_dropout=0.0, attention_dropout=0.0))
+    ids, tt, att = batch(B=4, T=16)
+    assert not att.bool().all()  # the unpadded path is taken
+    hidden, _ = m.bert(ids, tt, att)
+    x = m.bert.embeddings(ids, tt)
+    mask = att.bool()[:, None, None, :]
+    for block in m.bert.blocks:
+        x = block(x, mask)  # no layout: the plain padded computation
+    real = att.bool()
+    torch.testing.assert_close(hidden[real], x[real])
+    g1 = torch.autograd.grad(hidden[real].square().sum(), m.bert.blocks[0].mlp.fc.weight)[0]
+    g2 = torch.autograd.grad(x[real].square().sum(), m.bert.blocks[0].mlp.fc.weight)[0]
+    torch.testing.assert_close(g1, g2)
+
+
+@pytest.mark.slow
+def test_compiled_matches_eager():
+    torch.manual_seed(0)
+    m = BertForPreTraining(tiny()).eval()
+    ids, tt, att = batch()
+    with torch.no_grad():
+        eager = m(ids, tt, att)
+        m.compile(dynamic=True)
+        compiled = m(ids, tt, att)
+    real = att.bool()
+    torch.testing.assert_close(compiled[0][real], eager[0][real], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(compiled[1], eager[1], rtol=1e-4, atol=1e-4)
