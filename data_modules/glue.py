@@ -17,6 +17,7 @@ and its test split ``index<TAB>sentence`` has no labels (GLUE scores submissions
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -132,15 +133,14 @@ class Examples:
 def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
     """Read one split file of ``task``; every malformed line is a one-line error naming ``path:lineno``."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = [line.rstrip("\n").rstrip("\r") for line in f]
+    lines = _read_lines(path)
     if not lines or (len(lines) == 1 and not lines[0]):
         raise ValueError(f"{path}: empty file; expected the GLUE {task.name} layout")
     text_cols = task.text if labelled or task.test_text is None else task.test_text
     if labelled and task.columns is not None:  # CoLA train/dev: no header, fixed columns
         header, first = list(task.columns), 1
     else:
-        header, first = lines[0].removeprefix("\ufeff").split("\t"), 2
+        header, first = lines[0].split("\t"), 2
         lines = lines[1:]
         need = [*text_cols, task.label] if labelled else [*text_cols]
         missing = [c for c in need if c not in header]
@@ -171,6 +171,25 @@ def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
         else:
             index.append(lineno - first)
     return Examples(texts, labels, index)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a GLUE file without line ends (LF or CRLF) or a leading BOM; NUL bytes and invalid UTF-8 are
+    errors naming ``file:line`` (a damaged or non-GLUE file: guessing would change the text)."""
+    lines = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):  # binary lines split at \n only: a stray \r stays inside its row
+            if b"\x00" in raw:
+                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the GLUE layout")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
+                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
+            lines.append(line.removesuffix("\n").removesuffix("\r"))
+    if lines:
+        lines[0] = lines[0].removeprefix("\ufeff")
+    return lines
 
 
 def _parse_label(value: str, task: GLUETask, where: str):
@@ -302,7 +321,8 @@ class GLUEDataModule(L.LightningDataModule):
         super().__init__()
         self.task = get_task(task_name)
         checks = [
-            (4 <= max_seq_len <= 512, f"--data.max_seq_len={max_seq_len}: expected 4..512"),
+            # 512: BERT's position table (the model checks its own max_position_embeddings)
+            (8 <= max_seq_len <= 512, f"--data.max_seq_len={max_seq_len}: expected 8..512"),
             (batch_size >= 1, f"--data.batch_size={batch_size}: expected >= 1"),
             (num_workers >= 0, f"--data.num_workers={num_workers}: expected >= 0"),
             (train_subset is None or train_subset >= 1, f"--data.train_subset={train_subset}: expected >= 1"),
@@ -346,7 +366,7 @@ class GLUEDataModule(L.LightningDataModule):
             raise ValueError("--data.tokenizer is not set: give the model's tokenizer (tokenizer.json, HF directory "
                              "or lit-lm .ckpt), or --model.pretrained, which provides it")
         tok = load_tokenizer(self.tokenizer_source)
-        special_ids(tok)
+        special_ids(tok, f"--data.tokenizer {self.tokenizer_source}")
         tok.no_padding()
         # longest_first, as BERT's run_classifier.py truncates pairs; [CLS]/[SEP] are counted in max_length
         tok.enable_truncation(self.max_seq_len)
@@ -370,8 +390,12 @@ class GLUEDataModule(L.LightningDataModule):
         final = self.cache_path(tok)
         if (final / "meta.json").is_file():
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.cache_dir))
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.cache_dir))
+        except PermissionError as e:
+            raise PermissionError(f"--data.cache_dir {self.cache_dir}: cannot write there ({e.strerror}: {e.filename}); "
+                                  f"pass a writable --data.cache_dir (a complete cache there would be used as is)") from None
         try:
             counts = {}
             for split, examples in self._read_splits():
@@ -387,6 +411,12 @@ class GLUEDataModule(L.LightningDataModule):
                 if not (final / "meta.json").is_file():
                     raise
             print(f"[glue] {self.task.name}: {counts} tokenized into {final}", file=sys.stderr, flush=True)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(e.errno, f"--data.cache_dir {self.cache_dir}: no space left on the device while writing "
+                                       f"the GLUE cache (the partial build was removed); free space there or pass "
+                                       f"another --data.cache_dir") from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

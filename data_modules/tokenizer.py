@@ -31,12 +31,12 @@ class SpecialIds:
         return (self.pad, self.unk, self.cls, self.sep, self.mask)
 
 
-def special_ids(tokenizer: Tokenizer) -> SpecialIds:
-    """The ids of [PAD] [UNK] [CLS] [SEP] [MASK]; a one-line error if the tokenizer lacks one."""
+def special_ids(tokenizer: Tokenizer, where: str = "tokenizer") -> SpecialIds:
+    """The ids of [PAD] [UNK] [CLS] [SEP] [MASK]; a one-line error naming ``where`` (a flag, a file) if one is missing."""
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
     missing = [t for t, i in ids.items() if i is None]
     if missing:
-        raise ValueError(f"tokenizer lacks the special tokens {missing}; a BERT WordPiece tokenizer is expected")
+        raise ValueError(f"{where} lacks the special tokens {missing}; a BERT WordPiece tokenizer is expected")
     return SpecialIds(*(ids[t] for t in SPECIAL_TOKENS))
 
 

@@ -14,7 +14,10 @@ The release layout, one paragraph per line, every line starting with a space::
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
+import itertools
 import json
 import os
 import re
@@ -32,7 +35,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
@@ -335,23 +338,38 @@ class WikiText103DataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         final = self.cache_path()
-        if (final / "meta.json").is_file():
-            _log(f"reusing cache at {final}")
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_builds(self.cache_dir, final.name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{socket.gethostname()}.{os.getpid()}.", dir=self.cache_dir))
+        if final.is_dir():
+            problem = _cache_problem(final)
+            if problem is None:
+                _log(f"reusing cache at {final}")
+                return
+            _log(f"{final}: {problem}; rebuilding it")  # never used: a killed copy or a damaged disk
+        try:
+            if final.is_dir():
+                _discard(final)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_builds(self.cache_dir, final.name)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{socket.gethostname()}.{os.getpid()}.", dir=self.cache_dir))
+        except PermissionError as e:
+            raise PermissionError(f"--data.cache_dir {self.cache_dir}: cannot write there ({e.strerror}: {e.filename}); "
+                                  f"pass a writable --data.cache_dir (a complete cache there would be used as is)") from None
         try:
             meta = self._build(tmp)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             try:
                 os.rename(tmp, final)  # atomic: a cache dir exists complete or not at all
             except OSError:
-                if not (final / "meta.json").is_file():
+                if _cache_problem(final) is not None:
                     raise
                 _log(f"another process built {final} first; using it")
                 return
             _log(f"cache written to {final}")
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(e.errno, f"--data.cache_dir {self.cache_dir}: no space left on the device while writing "
+                                       f"the WikiText cache (the partial build was removed); free space there or pass "
+                                       f"another --data.cache_dir") from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -372,7 +390,7 @@ class WikiText103DataModule(L.LightningDataModule):
             tok = train_tokenizer(texts, self.vocab_size, lowercase=self.lowercase, show_progress=False)
             timings["tokenizer_s"] = round(time.perf_counter() - t, 2)
             _log(f"tokenizer trained: {tok.get_vocab_size()} tokens in {timings['tokenizer_s']} s")
-        special_ids(tok)
+        special_ids(tok, f"--data.tokenizer {self.tokenizer_source}" if self.tokenizer_source else "the trained tokenizer")
         (out / "tokenizer.json").write_text(tok.to_str())
 
         dtype = np.uint16 if tok.get_vocab_size() <= 65535 else np.int32
@@ -399,8 +417,11 @@ class WikiText103DataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         cache = self.cache_path()
-        if not (cache / "meta.json").is_file():
+        if not cache.is_dir():
             raise FileNotFoundError(f"{cache}: no preprocessed cache; prepare_data() must run first")
+        problem = _cache_problem(cache)
+        if problem is not None:
+            raise ValueError(f"{cache}: damaged cache ({problem}); run prepare_data() again to rebuild it")
         if self.tokenizer is None:
             self.tokenizer_json = (cache / "tokenizer.json").read_text()
             self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
@@ -536,11 +557,137 @@ def _remove_stale_builds(cache_dir: Path, name: str) -> None:
             pass
 
 
+class _SentenceEncoder:
+    """Token ids of sentences, encoding every distinct space-separated word only once.
+
+    BERT's pipeline (BertNormalizer, BertPreTokenizer, WordPiece) never looks across a space, so the ids of a
+    sentence are the ids of its words one after another. WikiText-103's 103M words hold only ~270k distinct ones:
+    encoding those once and gathering with numpy does a small fraction of the work of encoding every sentence
+    (``encode_batch`` over sentences ran at ~110k tokens/s on this project's 2 shared cores; see
+    benchmarks/data_pipeline.py). Tokenizers built otherwise (``--data.tokenizer``) are encoded sentence by sentence.
+    """
+
+    max_words = 1 << 20
+    """Start the word table over past this many words, so a corpus with a long tail cannot grow it without bound."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        # a copy without padding or truncation, which a tokenizer.json from elsewhere may switch on
+        self.tok = Tokenizer.from_str(tok.to_str())
+        self.tok.no_padding()
+        self.tok.no_truncation()
+        specials_with_space = any(" " in t.content for t in tok.get_added_tokens_decoder().values())
+        self.word_level = (isinstance(tok.normalizer, (normalizers.BertNormalizer, type(None)))
+                           and isinstance(tok.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+                           and isinstance(tok.model, models.WordPiece) and not specials_with_space)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.index = _WordIndex()  # word -> row in the table below
+        self.pieces = np.zeros(0, dtype=np.int64)  # ids of all known words, concatenated
+        self.start = np.zeros(0, dtype=np.int64)  # where each word's ids begin in ``pieces``
+        self.length = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``sentences`` -> (ids of all of them concatenated (int64), number of ids per sentence)."""
+        if not self.word_level:
+            return _flatten(self.tok.encode_batch(sentences, add_special_tokens=False))
+        if len(self.index) > self.max_words:
+            self._reset()
+        # split on " " only: every other character (tabs, controls) is the tokenizer's to handle, inside a word
+        n_words = np.fromiter(map(str.count, sentences, itertools.repeat(" ")), dtype=np.int64, count=len(sentences)) + 1
+        words = " ".join(sentences).split(" ")
+        w = np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))  # new words get rows
+        if self.index.new:
+            ids, lens = _flatten(self.tok.encode_batch(self.index.new, add_special_tokens=False))
+            self.index.new = []
+            self.start = np.concatenate([self.start, len(self.pieces) + _exclusive_cumsum(lens)])
+            self.length = np.concatenate([self.length, lens])
+            self.pieces = np.concatenate([self.pieces, ids])
+        w_len = self.length[w]
+        # gather: token j of word k sits at pieces[start[k] + j]
+        ids = self.pieces[np.repeat(self.start[w] - _exclusive_cumsum(w_len), w_len) + np.arange(int(w_len.sum()))]
+        # ids up to each sentence's last word ("".split(" ") is [""]: every sentence has a word)
+        sent_ends = np.cumsum(w_len)[np.cumsum(n_words) - 1]
+        return ids, np.diff(sent_ends, prepend=0)
+
+
+class _WordIndex(dict):
+    """word -> row; an unknown word gets the next row and is queued in ``new`` to be encoded (one dict lookup a
+    word, in C: the Python-level ``__missing__`` runs once per distinct word)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.new: list[str] = []
+
+    def __missing__(self, word: str) -> int:
+        self[word] = row = len(self)
+        self.new.append(word)
+        return row
+
+
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x), dtype=np.int64)
+    np.cumsum(x[:-1], out=out[1:])
+    return out
+
+
+def _flatten(encodings) -> tuple[np.ndarray, np.ndarray]:
+    """Encodings -> (their ids concatenated (int64), number of ids of each)."""
+    lens = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lens.sum()))
+    return ids, lens
+
+
+_NPY_HEADER = 128
+"""Bytes of an ``.npy`` header of a 1-D array (numpy pads headers to a multiple of 64); the ids are streamed in
+behind a placeholder and the true header, for the final length, written last."""
+
+
+def _npy_header(dtype, n: int) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (n,)})
+    assert buf.tell() == _NPY_HEADER, buf.tell()
+    return buf.getvalue()
+
+
+def _cache_problem(cache: Path) -> str | None:
+    """Why the cache directory ``cache`` cannot be used, or None when it is complete. Cheap: reads meta.json and the
+    arrays' headers, and checks their lengths against the counts meta.json (written last) recorded."""
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+        if not (cache / "tokenizer.json").is_file():
+            return "no tokenizer.json"
+        for split in SPLITS:
+            ids, sent, art = (np.load(cache / f"{split}.{name}.npy", mmap_mode="r") for name in ("ids", "sent", "art"))
+            c = meta["counts"][split]
+            if (len(ids), len(sent), len(art)) != (c["tokens"], c["sentences"] + 1, c["articles"] + 1):
+                return (f"{split} holds {len(ids)} ids, {len(sent) - 1} sentences, {len(art) - 1} articles; meta.json "
+                        f"counts {c['tokens']}, {c['sentences']}, {c['articles']}")
+    except FileNotFoundError as e:
+        return f"no {Path(e.filename).name}" + (": its build did not finish" if Path(e.filename).name == "meta.json" else "")
+    except (OSError, ValueError, KeyError, TypeError) as e:  # truncated .npy, bad JSON, ...
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    return None
+
+
+def _discard(cache: Path) -> None:
+    """Move a damaged cache aside (one rename: nobody sees it half-deleted), then delete it."""
+    aside = cache.with_name(f".{cache.name}.{socket.gethostname()}.{os.getpid()}.damaged")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.rename(cache, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_ids(f, ids: np.ndarray, dtype) -> None:
+    ids.astype(dtype).tofile(f)
+
+
 def _tokenize_split(articles: Iterable[list[str]], tok: Tokenizer, out: Path, split: str, dtype,
                     batch_sentences: int = 20000) -> dict[str, int]:
     """Encode a split in batches and stream the ids to disk; returns counts. Writes ``{split}.ids.npy`` (ids of
-    all sentences concatenated), ``{split}.sent.npy`` (sentence offsets) and ``{split}.art.npy`` (article offsets)."""
-    raw_path = out / f"{split}.ids.bin"
+    all sentences concatenated), ``{split}.sent.npy`` (sentence offsets) and ``{split}.art.npy`` (article offsets).
+    Memory stays flat: one batch of sentences and a table of distinct words, whatever the size of the corpus."""
+    encode = _SentenceEncoder(tok)
     sent_lens: list[np.ndarray] = []  # int32 per batch: compact even for 540 MB of text
     art_sizes: list[int] = []
     n_tokens = n_sent = 0
@@ -550,24 +697,21 @@ def _tokenize_split(articles: Iterable[list[str]], tok: Tokenizer, out: Path, sp
 
     def flush() -> None:
         nonlocal n_tokens, n_sent
-        encodings = tok.encode_batch(batch, add_special_tokens=False)
-        lens = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=dtype, count=int(lens.sum()))
-        ids.tofile(f)
+        ids, lens = encode(batch)
+        _write_ids(f, ids, dtype)
         # sentences that tokenize to nothing (e.g. only control characters) are dropped, and their articles shrink
         keep = lens > 0
-        starts = np.cumsum([0] + batch_arts)
-        for a, b in zip(starts[:-1], starts[1:]):
-            k = int(keep[a:b].sum())
-            if k:
-                art_sizes.append(k)
+        kept = np.concatenate([[0], np.cumsum(keep)])[np.cumsum(batch_arts)]  # kept sentences up to each article's end
+        art_sizes.extend(int(k) for k in np.diff(kept, prepend=0) if k)
         sent_lens.append(lens[keep].astype(np.int32))
-        n_tokens += int(lens.sum())
+        n_tokens += len(ids)
         n_sent += int(keep.sum())
         batch.clear()
         batch_arts.clear()
 
-    with open(raw_path, "wb") as f:
+    ids_path = out / f"{split}.ids.npy"
+    with open(ids_path, "wb") as f:
+        f.write(_npy_header(dtype, 0))  # placeholder, same size as the final header
         for sents in articles:
             batch.extend(sents)
             batch_arts.append(len(sents))
@@ -579,18 +723,8 @@ def _tokenize_split(articles: Iterable[list[str]], tok: Tokenizer, out: Path, sp
                     last = now
         if batch:
             flush()
-
-    # the .npy files are written through a memmap, so the ids are never all in memory at once
-    ids_npy = np.lib.format.open_memmap(out / f"{split}.ids.npy", mode="w+", dtype=dtype, shape=(n_tokens,))
-    if n_tokens:
-        src = np.memmap(raw_path, dtype=dtype, mode="r", shape=(n_tokens,))
-        step = 1 << 24
-        for i in range(0, n_tokens, step):
-            ids_npy[i : i + step] = src[i : i + step]
-        del src
-    ids_npy.flush()
-    del ids_npy
-    raw_path.unlink()
+        f.seek(0)
+        f.write(_npy_header(dtype, n_tokens))  # byte for byte what np.save writes
     lens = np.concatenate(sent_lens) if sent_lens else np.zeros(0, dtype=np.int32)
     np.save(out / f"{split}.sent.npy", np.concatenate([[0], np.cumsum(lens, dtype=np.int64)]))
     np.save(out / f"{split}.art.npy", np.concatenate([[0], np.cumsum(art_sizes, dtype=np.int64)]).astype(np.int64))

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import shutil
@@ -187,6 +188,62 @@ def test_reuse_tokenizer_and_vocab_check(built, tmp_path):
     assert other.tokenizer.get_vocab() == dm.tokenizer.get_vocab()
     with pytest.raises(ValueError, match=r"has 800 tokens but --data.vocab_size=500.*--model.vocab_size"):
         make_dm(tmp_path, tokenizer=tok, vocab_size=500).prepare_data()
+
+
+# ---- the word-level encoder against plain sentence encoding -------------------------------------------------------
+
+TRICKY = ["Café au lait , naïve ΟΔΟΣ .", "日本語の文 and 中文 .", "a[UNK]b [MASK] <unk> [UNK] .", "tab\there , bell\x07ring",
+          "double  space", "", " leading and trailing ", "x" * 150 + " long", "e\u0301 \u0301b combining", "emoji 🤗 !",
+          "well-known 1,000 3.5 H. gammarus", "UPPER lower MiXeD"]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_word_level_encoding_equals_sentence_encoding(lowercase):
+    from tokenizers import Tokenizer
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from data_modules.tokenizer import train_tokenizer
+    from data_modules.wikitext import _flatten, _SentenceEncoder
+
+    lines = [s for a in split_articles(read_lines(SAMPLE_DIR / "wiki.train.tokens")) for s in article_sentences(a)]
+    tok = train_tokenizer(lines + TRICKY, 600, lowercase=lowercase, show_progress=False)
+    sents = TRICKY + lines[:300]
+    ref_ids, ref_lens = _flatten(tok.encode_batch(sents, add_special_tokens=False))
+    enc = _SentenceEncoder(tok)
+    assert enc.word_level
+    for _ in range(2):  # second pass: every word already in the table
+        ids, lens = enc(sents)
+        assert ids.tolist() == ref_ids.tolist() and lens.tolist() == ref_lens.tolist()
+    enc.max_words = 50  # the table starts over between batches
+    out = [enc(sents[i : i + 40]) for i in range(0, len(sents), 40)]
+    assert np.concatenate([o[0] for o in out]).tolist() == ref_ids.tolist()
+    other = Tokenizer.from_str(tok.to_str())
+    other.pre_tokenizer = Whitespace()  # not BERT's pipeline: encoded sentence by sentence
+    other_enc = _SentenceEncoder(other)
+    assert not other_enc.word_level
+    assert other_enc(sents)[0].tolist() == _flatten(other.encode_batch(sents, add_special_tokens=False))[0].tolist()
+
+
+def test_cache_equals_plain_encoding(built):
+    """The cache written by the streamed, word-level path equals encoding every sentence on its own."""
+    from tokenizers import Tokenizer
+
+    tmp, dm = built
+    cache = dm.cache_path()
+    tok = Tokenizer.from_file(str(cache / "tokenizer.json"))
+    for split, infix in (("train", "train"), ("test", "test")):
+        arts = [article_sentences(a) for a in split_articles(read_lines(SAMPLE_DIR / f"wiki.{infix}.tokens"))]
+        arts = [[e.ids for e in tok.encode_batch(a, add_special_tokens=False)] for a in arts if a]
+        arts = [[ids for ids in a if ids] for a in arts]  # sentences without tokens are dropped...
+        arts = [a for a in arts if a]  # ...and articles without sentences
+        sents = [ids for a in arts for ids in a]
+        assert np.load(cache / f"{split}.ids.npy").tolist() == [i for ids in sents for i in ids]
+        assert np.load(cache / f"{split}.sent.npy").tolist() == np.cumsum([0] + [len(x) for x in sents]).tolist()
+        assert np.load(cache / f"{split}.art.npy").tolist() == np.cumsum([0] + [len(a) for a in arts]).tolist()
+        raw = (cache / f"{split}.ids.npy").read_bytes()  # byte for byte what np.save writes
+        buf = io.BytesIO()
+        np.save(buf, np.load(cache / f"{split}.ids.npy"))
+        assert raw == buf.getvalue()
 
 
 # ---- bad input ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""Preprocessing throughput and peak memory: lit-lm's WikiText cache build against the HuggingFace run_mlm.py recipe.
+
+Ours: ``WikiText103DataModule.prepare_data()`` on a WikiText release directory: read, split articles and
+sentences, detokenize, train the WordPiece tokenizer (on ``--sample-bytes`` of train, timed apart), tokenize every
+split and write the memory-mapped cache. HF: what run_mlm.py does with the same fast tokenizer
+(``PreTrainedTokenizerFast`` around the tokenizer.json ours trained): ``load_dataset("text", data_files=...)`` then
+``map(tokenize, batched=True, num_proc=N)`` into the datasets cache (its ``group_texts`` step is not counted).
+
+Every case runs in a child process that reports its own peak RSS (``RUSAGE_SELF``, plus ``RUSAGE_CHILDREN`` for
+the map workers), so the figures do not include this driver. MB/s counts the bytes of the three release files;
+tokens/s counts the tokens written (ours: sentence ids, no special tokens; HF: ids per line, [CLS]/[SEP] included).
+
+    python benchmarks/data_pipeline.py                         # WikiText-2 (ours, ours sentence-by-sentence, HF)
+    python benchmarks/data_pipeline.py --big-mb 540            # + a 540 MB corpus (wikitext-2 train repeated)
+    python benchmarks/data_pipeline.py --big-mb 540 --hf-big   # + the HF recipe on it (slow)
+
+The big corpus is written to a temporary directory and deleted afterwards. Its vocabulary is WikiText-2's (43k
+distinct words); WikiText-103 has ~270k, which ours encodes once each, a few seconds more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens")
+
+
+def _peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024  # Linux: KiB
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# children: one measurement each, printed as one JSON line
+
+
+def child_ours(data_dir: str, cache_dir: str, vocab_size: int, sample_bytes: int, sentence_path: bool) -> dict:
+    import data_modules.wikitext as wt
+
+    if sentence_path:  # the pre-optimisation path: encode_batch over every sentence
+        init = wt._SentenceEncoder.__init__
+
+        def sentence_level(self, tok):
+            init(self, tok)
+            self.word_level = False
+        wt._SentenceEncoder.__init__ = sentence_level
+    t = time.perf_counter()
+    dm = wt.WikiText103DataModule(data_dir=data_dir, cache_dir=cache_dir, vocab_size=vocab_size,
+                                  tokenizer_sample_bytes=sample_bytes)
+    dm.prepare_data()
+    wall = time.perf_counter() - t
+    meta = json.loads((dm.cache_path() / "meta.json").read_text())
+    tokens = sum(c["tokens"] for c in meta["counts"].values())
+    return {"wall_s": wall, "tokenizer_s": meta["timings"]["tokenizer_s"], "tokens": tokens,
+            "cache": str(dm.cache_path()), "rss_mb": _peak_rss_mb()}
+
+
+def child_hf(data_dir: str, tokenizer_json: str, cache_dir: str, num_proc: int | None) -> dict:
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    import datasets
+    from transformers import PreTrainedTokenizerFast
+
+    datasets.disable_progress_bars()
+    t = time.perf_counter()
+    tok = PreTrainedTokenizerFast(tokenizer_file=tokenizer_json, unk_token="[UNK]", sep_token="[SEP]",
+                                  pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+    files = {"train": f"{data_dir}/{FILES[0]}", "validation": f"{data_dir}/{FILES[1]}", "test": f"{data_dir}/{FILES[2]}"}
+    raw = datasets.load_dataset("text", data_files=files, cache_dir=cache_dir)
+
+    def tokenize(batch):  # run_mlm.py, not line_by_line
+        return tok(batch["text"], return_special_tokens_mask=True)
+    out = raw.map(tokenize, batched=True, num_proc=num_proc, remove_columns=["text"])
+    wall = time.perf_counter() - t
+    tokens = 0
+    for split in out.values():  # counted after the clock stops
+        for batch in split.with_format("numpy").iter(batch_size=100_000):
+            tokens += sum(len(x) for x in batch["input_ids"])
+    return {"wall_s": wall, "tokenizer_s": 0.0, "tokens": tokens, "rss_mb": _peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# driver
+
+
+def run_child(*args: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"child {args[0]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_big_corpus(src: Path, dst: Path, mb: int) -> None:
+    """train = src's train file repeated to about ``mb`` MB; valid and test copied."""
+    dst.mkdir(parents=True)
+    train = (src / FILES[0]).read_bytes()
+    with open(dst / FILES[0], "wb") as f:
+        for _ in range(max(1, round(mb * 1e6 / len(train)))):
+            f.write(train)
+    for name in FILES[1:]:
+        shutil.copy(src / name, dst / name)
+
+
+def corpus_mb(d: Path) -> float:
+    return sum((d / n).stat().st_size for n in FILES) / 1e6
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "wikitext-2"))
+    p.add_argument("--vocab-size", type=int, default=30522)
+    p.add_argument("--sample-bytes", type=int, default=20_000_000, help="tokenizer training sample (bytes of train)")
+    p.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="HF map num_proc values (1 = no pool)")
+    p.add_argument("--big-mb", type=int, default=0, help="also build a corpus of about this many MB (0: skip)")
+    p.add_argument("--hf-big", action="store_true", help="run the HF recipe on the big corpus too")
+    p.add_argument("--no-sentence-path", action="store_true", help="skip the sentence-by-sentence run of ours")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.child:
+        kind, *rest = args.child
+        if kind == "ours":
+            out = child_ours(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4] == "1")
+        else:
+            out = child_hf(rest[0], rest[1], rest[2], None if rest[3] == "1" else int(rest[3]))
+        print(json.dumps(out))
+        return
+
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="lit-lm-bench-") as tmp:
+        tmp = Path(tmp)
+        corpora = [("wikitext-2", Path(args.data_dir))]
+        if args.big_mb:
+            make_big_corpus(Path(args.data_dir), tmp / "big", args.big_mb)
+            corpora.append((f"{corpus_mb(tmp / 'big'):.0f} MB", tmp / "big"))
+        for name, d in corpora:
+            mb, big = corpus_mb(d), d != Path(args.data_dir)
+            cache = tmp / f"cache-{len(rows)}"
+            ours = run_child("ours", str(d), str(cache), str(args.vocab_size), str(args.sample_bytes), "0")
+            rows.append((name, mb, "lit-lm", ours))
+            print(_row(*rows[-1]), file=sys.stderr, flush=True)
+            if not big and not args.no_sentence_path:
+                r = run_child("ours", str(d), str(tmp / f"cache-s{len(rows)}"), str(args.vocab_size),
+                              str(args.sample_bytes), "1")
+                rows.append((name, mb, "lit-lm sentence-by-sentence", r))
+                print(_row(*rows[-1]), file=sys.stderr, flush=True)
+            if not big or args.hf_big:
+                for n in args.num_proc:
+                    hf = run_child("hf", str(d), f"{ours['cache']}/tokenizer.json", str(tmp / f"hf-{len(rows)}"), str(n))
+                    rows.append((name, mb, f"HF map num_proc={n}", hf))
+                    print(_row(*rows[-1]), file=sys.stderr, flush=True)
+            shutil.rmtree(cache, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    print(f"\nhost: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+          f"tokenizer trained on the first {args.sample_bytes / 1e6:.0f} MB of train, vocab {args.vocab_size}")
+    print(f"\n| corpus | pipeline | tokenize+write s | MB/s | tokens | tokens/s | tokenizer training s | peak RSS MB | HF time / ours |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, mb, who, r in rows:
+        ours = next(x for n, _, w, x in rows if n == name and w == "lit-lm")
+        print(_row(name, mb, who, r, ratio=_work_s(r) / _work_s(ours)))
+
+
+def _work_s(r: dict) -> float:
+    return r["wall_s"] - r["tokenizer_s"]
+
+
+def _row(name: str, mb: float, who: str, r: dict, ratio: float | None = None) -> str:
+    s = _work_s(r)
+    return (f"| {name} | {who} | {s:.1f} | {mb / s:.2f} | {r['tokens']:,} | {r['tokens'] / s:,.0f} | "
+            f"{r['tokenizer_s']:.1f} | {r['rss_mb']:.0f} | {'' if ratio is None else f'{ratio:.2f}'} |")
+
+
+if __name__ == "__main__":
+    main()
