@@ -51,18 +51,30 @@ class DivergenceGuard(L.Callback):
     """Stop on the first non-finite loss, before its backward pass can write NaNs into the weights.
 
     Runs before the optimizer step and before ModelCheckpoint (Lightning orders checkpoint callbacks last), so
-    no NaN weights are ever saved as ``last``; the message names the step and the last good checkpoint.
+    no NaN weights are ever saved as ``last``; the message names the step and the last good checkpoint. Under DDP
+    the ranks decide together: a rank that stopped alone would leave the others waiting in the gradient all-reduce.
     """
 
     def on_before_backward(self, trainer: "L.Trainer", pl_module: "L.LightningModule", loss: torch.Tensor) -> None:
-        if torch.isfinite(loss).all():
+        finite = bool(torch.isfinite(loss).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
         ckpt = trainer.checkpoint_callback
         last = (getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")) if ckpt else ""
+        where = f"({loss.item()})" if not finite else f"on another rank (this rank's: {loss.item():.4g})"
         raise DivergenceError(
-            f"non-finite loss ({loss.item()}) at step {trainer.global_step}; training stopped before the update. "
+            f"non-finite loss {where} at step {trainer.global_step}; training stopped before the update. "
             f"Last good checkpoint: {last or 'none written yet'} (resume with --ckpt_path last, e.g. at a lower lr)"
         )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp makes them private, 0600)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,7 +82,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     The bytes go to a temporary file in the target directory, are flushed and fsync'ed, and the file is then
     renamed over the target with ``os.replace`` (atomic on POSIX within one filesystem); the directory is fsync'ed
-    so the rename itself survives a power loss.
+    so the rename itself survives a power loss. The temporary name carries the writer's pid, so a later save to the
+    same path removes what a killed writer left behind.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
@@ -79,8 +92,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        prefix = f".{os.path.basename(path)}."
+        _remove_stale_temps(directory, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=directory)
         try:
+            os.fchmod(fd, _FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
@@ -95,3 +111,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _remove_stale_temps(directory: str, prefix: str) -> None:
+    """Delete ``<prefix><pid>.*.tmp`` files whose writer is gone (SIGKILL or power loss mid-save)."""
+    for name in os.listdir(directory):
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
+        except PermissionError:  # alive, someone else's
+            pass

@@ -1,0 +1,185 @@
+"""Atomic checkpoint writes, the divergence guard and the token throughput monitor, on tiny modules (~10 s)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.logger import Logger
+
+from lit_lm.callbacks import AtomicCheckpointIO, DivergenceError, DivergenceGuard, TokenThroughput
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+# ---- AtomicCheckpointIO ------------------------------------------------------------------------------------------
+
+
+def test_failed_write_leaves_the_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    good = {"state_dict": {"w": torch.arange(1000.0)}, "global_step": 3}
+    io.save_checkpoint(good, path)
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):  # a full disk or a dying NFS mount, half-way through
+        f.write(b"PK\x03\x04 half a zip archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1000)}, "global_step": 6}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert _leftovers(path.parent) == []
+    ckpt = _load(path)
+    assert ckpt["global_step"] == 3 and torch.equal(ckpt["state_dict"]["w"], good["state_dict"]["w"])
+
+
+def test_successful_save_replaces_the_file_by_rename(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+    before = os.stat(path)
+    io.save_checkpoint({"global_step": 2}, path)
+    after = os.stat(path)
+    assert _load(path)["global_step"] == 2
+    # a new inode: the old file was never truncated and rewritten in place (a reader holding it sees it whole)
+    assert after.st_ino != before.st_ino
+    assert _leftovers(tmp_path) == []
+    # readable as a plain torch.save file would be (mkstemp alone makes it 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert after.st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_temp_file_of_a_killed_writer_is_removed_by_the_next_save(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is gone (reuse within this test is not a concern)
+    stale = tmp_path / f".last.ckpt.{dead.pid}.abc123.tmp"
+    stale.write_bytes(b"half")
+    alive = tmp_path / f".last.ckpt.{os.getpid()}.def456.tmp"  # another writer still at work: left alone
+    alive.write_bytes(b"in progress")
+    AtomicCheckpointIO().save_checkpoint({"global_step": 1}, tmp_path / "last.ckpt")
+    assert _leftovers(tmp_path) == [alive.name]
+
+
+# ---- a tiny regression module that can be made to diverge -------------------------------------------------------
+
+
+class TinyModule(L.LightningModule):
+    def __init__(self, nan_at: int | None = None) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 1)
+        self.nan_at = nan_at
+        self.flops_per_batch = 0
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x = batch["input_ids"].float()
+        loss = self.layer(x).pow(2).mean()
+        if self.nan_at is not None and self.global_step >= self.nan_at:
+            loss = loss * float("nan")  # what an fp16 overflow or a too-large lr ends in
+        self.flops_per_batch = 6 * 8 * x.shape[0]
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def _loader(n_batches: int = 20, batch_size: int = 4) -> torch.utils.data.DataLoader:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 10, (n_batches * batch_size, 8), generator=g)
+    mask = torch.ones_like(ids)
+    mask[:, 6:] = 0  # two pad positions per row: the throughput counts 6 real tokens a row
+    rows = [{"input_ids": ids[i], "attention_mask": mask[i]} for i in range(len(ids))]
+    return torch.utils.data.DataLoader(rows, batch_size=batch_size)
+
+
+def _trainer(tmp_path: Path, callbacks: list, max_steps: int = 10, **kwargs) -> L.Trainer:
+    return L.Trainer(default_root_dir=tmp_path, max_steps=max_steps, accelerator="cpu", devices=1,
+                     plugins=[AtomicCheckpointIO()], callbacks=callbacks, enable_progress_bar=False,
+                     enable_model_summary=False, **kwargs)
+
+
+def _all_finite(path: Path) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in _load(path)["state_dict"].values())
+
+
+def test_divergence_guard_stops_before_nan_reaches_the_weights(tmp_path):
+    ckpt_dir = tmp_path / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_last=True, save_top_k=-1)
+    trainer = _trainer(tmp_path, [DivergenceGuard(), checkpoint], logger=False)
+    with pytest.raises(DivergenceError) as e:
+        trainer.fit(TinyModule(nan_at=5), _loader())
+    message = str(e.value)
+    assert "\n" not in message
+    assert "non-finite loss (nan) at step 5" in message
+    assert f"Last good checkpoint: {ckpt_dir / 'last.ckpt'}" in message
+    assert _load(ckpt_dir / "last.ckpt")["global_step"] == 4
+    saved = sorted(ckpt_dir.glob("*.ckpt"))
+    assert {p.name for p in saved} == {"epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt", "last.ckpt"}
+    assert all(_all_finite(p) for p in saved)
+    assert _leftovers(ckpt_dir) == []
+
+
+def test_without_the_guard_the_nan_is_saved(tmp_path):
+    """The control: the same run without the guard trains on and checkpoints NaN weights."""
+    ckpt_dir = tmp_path / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_last=True, save_top_k=-1)
+    _trainer(tmp_path, [checkpoint], max_steps=6, logger=False).fit(TinyModule(nan_at=5), _loader())
+    assert not _all_finite(ckpt_dir / "last.ckpt")
+
+
+def test_divergence_before_any_checkpoint_says_so(tmp_path):
+    trainer = _trainer(tmp_path, [DivergenceGuard()], logger=False, enable_checkpointing=False)
+    with pytest.raises(DivergenceError, match="at step 0; .* Last good checkpoint: none written yet"):
+        trainer.fit(TinyModule(nan_at=0), _loader())
+
+
+# ---- TokenThroughput ---------------------------------------------------------------------------------------------
+
+
+class _Collect(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[dict[str, float]] = []
+
+    @property
+    def name(self) -> str:
+        return "collect"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.append(dict(metrics))
+
+
+def test_token_throughput_reports_real_tokens_flops_and_mfu(tmp_path):
+    logger = _Collect()
+    peak = 1.0e9
+    trainer = _trainer(tmp_path, [TokenThroughput(window_size=3, peak_flops=peak)], max_steps=6, logger=logger,
+                       enable_checkpointing=False, log_every_n_steps=1)
+    trainer.fit(TinyModule(), _loader())
+    last = [m for m in logger.metrics if "train/device/mfu" in m][-1]
+    assert math.isclose(last["train/device/mfu"], last["train/device/flops_per_sec"] / peak, rel_tol=1e-6)
+    assert last["train/device/mfu"] > 0
+    # items are real tokens (6 of 8 per row), samples are rows: 6 tokens per sample
+    assert math.isclose(last["train/device/items_per_sec"] / last["train/device/samples_per_sec"], 6.0, rel_tol=1e-6)

@@ -1,0 +1,170 @@
+"""Exact resume: a quickstart fit SIGKILLed mid-epoch and resumed with ``--ckpt_path last`` sees the same batches,
+masks and dropout RNG as an uninterrupted run and ends with identical weights; so does a fit resumed from the
+checkpoint written at the end of an epoch. Every fit is a real ``python -m lit_lm fit`` subprocess (SIGKILL needs a
+process of its own).
+
+Runs (about 70 s on 2 idle cores): the uninterrupted and the killed fit side by side, then the two resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+HELPERS = Path(__file__).resolve().parent
+
+MAX_STEPS = 20
+EVERY = 4  # checkpoint interval: steps 4, 8, 12, 16, 20
+BATCHES_PER_EPOCH = 16  # the bundled corpus gives 16 batches of 16 pairs (checked below)
+KILL_AT = 11  # mid-epoch; the last checkpoint before it is step 8
+
+# The quickstart (tiny model, dropout 0.1, one loader worker, fp32) with batch 16, frequent checkpoints and the
+# recorder; a validation run at step 8 sits between two checkpoints.
+CONFIG = f"""
+trainer:
+  max_steps: {MAX_STEPS}
+  val_check_interval: 8
+  limit_val_batches: 2
+  enable_progress_bar: false
+  enable_model_summary: false
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        every_n_train_steps: {EVERY}
+        save_last: true
+        save_top_k: -1
+    - class_path: lit_lm.callbacks.DivergenceGuard
+    - class_path: resume_helpers.Recorder
+data:
+  init_args:
+    batch_size: 16
+    num_workers: 1
+"""
+
+
+def _fit(tmp: Path, run: str, record: str, kill_at: int | None = None, ckpt_path: str | None = None) -> subprocess.Popen:
+    args = [sys.executable, "-m", "lit_lm", "fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml",
+            "--config", str(tmp / "resume.yaml"), f"--trainer.logger.init_args.save_dir={tmp / run}",
+            f"--data.cache_dir={tmp / 'cache'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LM_RECORD": str(tmp / record),
+           "PYTHONPATH": os.pathsep.join([str(HELPERS), os.environ.get("PYTHONPATH", "")])}
+    if kill_at is not None:
+        args.append("--trainer.callbacks+=resume_helpers.KillAt")
+        env["LIT_LM_KILL_AT"] = str(kill_at)
+    if ckpt_path is not None:
+        args += ["--ckpt_path", ckpt_path]
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, expect_rc: int) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == expect_rc, f"exit {proc.returncode}, expected {expect_rc}:\n{out[-3000:]}"
+    return out
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("resume")
+    (tmp / "resume.yaml").write_text(textwrap.dedent(CONFIG))
+    # the uninterrupted run and the doomed one side by side (both may build the cache: the build is atomic)
+    full = _fit(tmp, "full", "full.jsonl")
+    killed = _fit(tmp, "killed", "killed.jsonl", kill_at=KILL_AT)
+    _finish(killed, -signal.SIGKILL)
+    _finish(full, 0)
+    k = _ckpt(tmp / "killed/quickstart/checkpoints/last.ckpt")["global_step"]
+    (tmp / "restored.json").write_text(json.dumps({"killed": k, "boundary": BATCHES_PER_EPOCH}))
+    # the second resume starts from the checkpoint written at the end of epoch 0 (its sampler position is the
+    # epoch's end: the data module must roll over to epoch 1, and Lightning must not replay or skip a batch)
+    (start,) = (tmp / "full/quickstart/checkpoints").glob(f"epoch=0-step={BATCHES_PER_EPOCH}.ckpt")
+    resumes = [_fit(tmp, "killed", "resumed_killed.jsonl", ckpt_path="last"),
+               _fit(tmp, "boundary", "resumed_boundary.jsonl", ckpt_path=str(start))]
+    for proc in resumes:
+        assert "Restored all states from the checkpoint" in _finish(proc, 0)
+    return tmp
+
+
+def test_the_run_crosses_an_epoch_boundary(runs):
+    full = _records(runs / "full.jsonl")
+    assert [r["step"] for r in full] == list(range(MAX_STEPS))
+    epochs = [r["epoch"] for r in full]
+    assert epochs == [0] * BATCHES_PER_EPOCH + [1] * (MAX_STEPS - BATCHES_PER_EPOCH)
+    # within an epoch no pair repeats; the next epoch is another permutation
+    ids0 = [i for r in full[:BATCHES_PER_EPOCH] for i in r["index"]]
+    assert len(set(ids0)) == len(ids0)
+    assert full[BATCHES_PER_EPOCH]["index"] != full[0]["index"]
+
+
+def test_two_fresh_runs_agree(runs):
+    full, killed = _records(runs / "full.jsonl"), _records(runs / "killed.jsonl")
+    assert [r["step"] for r in killed] == list(range(KILL_AT + 1))  # the recorder sees the step the kill hits
+    assert killed == full[: KILL_AT + 1]
+
+
+@pytest.mark.parametrize("run", ["killed", "boundary"])
+def test_resume_restarts_at_the_last_checkpoint_and_replays_the_same_steps(runs, run):
+    full = {r["step"]: r for r in _records(runs / "full.jsonl")}
+    k = json.loads((runs / "restored.json").read_text())[run]
+    if run == "killed":
+        assert k == (KILL_AT // EVERY) * EVERY and 0 < k < KILL_AT  # the checkpoint written last before the kill
+    resumed = _records(runs / f"resumed_{run}.jsonl")
+    steps = [r["step"] for r in resumed]
+    assert steps == list(range(k, MAX_STEPS)), steps  # restored at k, ran only the remaining steps
+    print(f"\n{run}: restored step {k}, {len(steps)} steps run after the resume ({steps[0]}..{steps[-1]})")
+    for r in resumed:
+        # same pairs, same masks (digest of input_ids + labels), same NSP labels, same epoch and position,
+        # and the same global RNG state going into the step (dropout)
+        assert r == full[r["step"]], f"step {r['step']} differs:\n resumed {r}\n full    {full[r['step']]}"
+
+
+@pytest.mark.parametrize("run", ["killed", "boundary"])
+def test_final_weights_and_optimizer_state_are_identical(runs, run):
+    full = _ckpt(runs / "full/quickstart/checkpoints/last.ckpt")
+    resumed = _ckpt(runs / run / "quickstart/checkpoints/last.ckpt")
+    assert full["global_step"] == resumed["global_step"] == MAX_STEPS
+    dw = _max_abs_diff(full["state_dict"], resumed["state_dict"])
+    print(f"\n{run}: max |dw| against the uninterrupted run at step {MAX_STEPS}: {dw}")
+    assert dw == 0.0
+    opt_a, opt_b = full["optimizer_states"][0]["state"], resumed["optimizer_states"][0]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for i in opt_a:
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_a[i][name], opt_b[i][name]), f"param {i} {name}"
+    assert full["lr_schedulers"] == resumed["lr_schedulers"]
+
+
+def test_intermediate_checkpoints_written_after_a_resume_match(runs):
+    """Checkpoints the resumed runs wrote (and a later resume would start from) hold the same weights and the
+    same sampler position as the uninterrupted run's at that step."""
+    for step in range(EVERY * 3, MAX_STEPS, EVERY):  # 12 and 16 were written by the resumed run
+        (name,) = [p.name for p in (runs / "full/quickstart/checkpoints").glob(f"epoch=*-step={step}.ckpt")]
+        a, b = _ckpt(runs / "full/quickstart/checkpoints" / name), _ckpt(runs / "killed/quickstart/checkpoints" / name)
+        assert _max_abs_diff(a["state_dict"], b["state_dict"]) == 0.0, name
+        assert a["WikiText103DataModule"] == b["WikiText103DataModule"], name
+        assert torch.equal(a["rng_states"]["torch"], b["rng_states"]["torch"]), name
+
+
+def test_no_temporary_checkpoint_files_survive_the_kills(runs):
+    ckpts = runs / "killed/quickstart/checkpoints"
+    assert not [p.name for p in ckpts.iterdir() if p.name.startswith(".")]
