@@ -68,13 +68,15 @@ class MLMCollator:
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
         self.continuation = continuation
         self.seed, self.pad_to_multiple_of = seed, pad_to_multiple_of
-        self._special = np.asarray(special.all, dtype=np.int64)
+        # a lookup table instead of np.isin(ids, specials): the same answer, ~10x less time per sample
+        self._is_special = np.zeros(max(vocab_size, max(special.all) + 1), dtype=bool)
+        self._is_special[list(special.all)] = True
 
     def mask(self, input_ids: np.ndarray, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """One sequence -> (masked input ids, labels)."""
         rng = np.random.default_rng([self.seed, epoch, index, 7919])
         ids = np.asarray(input_ids, dtype=np.int64)
-        eligible = np.flatnonzero(~np.isin(ids, self._special))
+        eligible = np.flatnonzero(~self._is_special[ids])
         labels = np.full(len(ids), -100, dtype=np.int64)
         if len(eligible) == 0:
             return ids.copy(), labels
@@ -93,10 +95,10 @@ class MLMCollator:
 
     def _random_tokens(self, n: int, rng: np.random.Generator) -> np.ndarray:
         tokens = rng.integers(len(SPECIAL_TOKENS), self.vocab_size, size=n)
-        bad = np.isin(tokens, self._special)  # vocabularies whose specials are not ids 0..4 (e.g. HF BERT)
+        bad = self._is_special[tokens]  # vocabularies whose specials are not ids 0..4 (e.g. HF BERT)
         while bad.any():
             tokens[bad] = rng.integers(len(SPECIAL_TOKENS), self.vocab_size, size=int(bad.sum()))
-            bad = np.isin(tokens, self._special)
+            bad = self._is_special[tokens]
         return tokens
 
     def _whole_words(self, ids: np.ndarray, eligible: np.ndarray, n_mask: int, rng: np.random.Generator) -> np.ndarray:
