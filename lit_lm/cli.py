@@ -1,4 +1,4 @@
-"""The command line: ``python -m lit_lm {fit,validate,test,predict,export} ...`` (LightningCLI).
+"""The command line: ``python -m lit_lm {fit,validate,test,predict,export,config} ...`` (LightningCLI).
 
 Model and data classes are chosen by the config (``class_path``), so one entry point runs pretraining
 (cli.yaml) and fine-tuning (configs/sst2.yaml). Values the data and the model share are stated once, in the
@@ -8,7 +8,9 @@ runs, so nothing computed while preparing data could reach it.
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import sys
 from typing import Optional
 
@@ -16,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lit_lm.callbacks import DivergenceError
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 GLUE_NUM_LABELS = {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "stsb": 1, "mnli": 3, "qnli": 2, "rte": 2, "wnli": 2}
 
 
@@ -49,8 +52,6 @@ class LitLMCLI(LightningCLI):
 
 
 def _export(argv: list[str]) -> None:
-    import argparse
-
     from lit_lm.export import export
 
     p = argparse.ArgumentParser(prog="lit-lm export", description="Write a lit-lm checkpoint as a HuggingFace BERT directory.")
@@ -61,18 +62,58 @@ def _export(argv: list[str]) -> None:
     print(f"exported {a.checkpoint} -> {out}")
 
 
+def _show_config(argv: list[str]) -> None:
+    """``lit-lm config [NAME_OR_PATH]``: the BertConfig fields with their documentation, or a size's values."""
+    from dataclasses import asdict
+
+    from jsonargparse import ArgumentParser
+
+    from lit_lm.config import BertConfig
+
+    parser = ArgumentParser(prog="lit-lm config", description="Fields of --model.config (BertConfig); pass a size "
+                            "name or a config.json path to print its values.")
+    parser.add_argument("name_or_path", nargs="?", default=None)
+    parser.add_class_arguments(BertConfig, "config")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return
+    for key, value in asdict(BertConfig.resolve(argv[0])).items():
+        print(f"{key}: {value}")
+
+
+def _config_error(message: str) -> str:
+    """jsonargparse's many-line validation report, reduced to the key and the specific complaint."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return "invalid arguments"
+    specific = re.compile(r"not accepted|not expected|[Uu]nrecognized|[Uu]nknown|Expected a (?!<class 'NoneType'>)|"
+                          r"does not exist|not a valid|must be|invalid|No action for")
+    detail = next((line for line in lines[1:] if specific.search(line)), None)
+    head = lines[0].rstrip(":")
+    return f"{head}: {detail}" if detail and detail != head else head
+
+
 def main(args: Optional[list[str]] = None) -> None:
     argv = sys.argv[1:] if args is None else args
     try:
         if argv and argv[0] == "export":
             return _export(argv[1:])
+        if argv and argv[0] == "config":
+            return _show_config(argv[1:])
         LitLMCLI(
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            # report config errors ourselves, in one line, instead of the usage screen + validation tree
+            parser_kwargs={"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in SUBCOMMANDS}},
             args=args,
         )
+    except argparse.ArgumentError as e:
+        if os.environ.get("LIT_LM_DEBUG"):
+            raise
+        print(f"lit-lm: error: {_config_error(str(e))} (see --help)", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, DivergenceError) as e:
         # Our errors are one line naming the file, line or flag; a traceback would bury that.
         if os.environ.get("LIT_LM_DEBUG"):

@@ -1,0 +1,119 @@
+"""The command line: every YAML parses and instantiates; config errors and bad input are one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lit_lm.cli import LitLMCLI, main
+
+REPO = Path(__file__).resolve().parents[2]
+PRETRAIN_LAYERS = ["configs/quickstart.yaml", "configs/wikitext2_tiny.yaml"]  # layered on cli.yaml
+STANDALONE = ["configs/sst2.yaml", "configs/quickstart_sst2.yaml"]
+
+
+def _instantiate(args: list[str], monkeypatch) -> LitLMCLI:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["lit-lm"])
+    return LitLMCLI(subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False,
+                    run=False, args=args)
+
+
+def test_every_yaml_in_the_repo_is_covered():
+    yamls = {str(p.relative_to(REPO)) for p in REPO.glob("*.yaml")} | {str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml")}
+    assert yamls == {"cli.yaml", *PRETRAIN_LAYERS, *STANDALONE}, "a new YAML needs a parse test below"
+
+
+def test_main_config_is_bert_base_recipe(monkeypatch):
+    cli = _instantiate(["--config", "cli.yaml"], monkeypatch)
+    c, h, t = cli.model.config, cli.model.hparams, cli.trainer
+    assert (c.vocab_size, c.n_embd, c.n_layer, c.n_head, c.intermediate_size) == (30522, 768, 12, 12, 3072)
+    assert (c.hidden_dropout, c.max_position_embeddings, c.type_vocab_size, c.initializer_range, c.layer_norm_eps) == (0.1, 512, 2, 0.02, 1e-12)
+    assert (h.lr, tuple(h.betas), h.eps, h.weight_decay, h.schedule) == (1e-4, (0.9, 0.999), 1e-6, 0.01, "linear")
+    assert cli.datamodule.batch_size * t.accumulate_grad_batches * t.num_devices == 256
+    assert cli.datamodule.max_seq_len == 128 and t.gradient_clip_val == 1.0 and t.max_steps > 0
+    assert cli.config["seed_everything"] == 42
+
+
+@pytest.mark.parametrize("layer", PRETRAIN_LAYERS)
+def test_pretraining_layers_instantiate(layer, monkeypatch):
+    cli = _instantiate(["--config", "cli.yaml", "--config", layer], monkeypatch)
+    assert cli.model.config.vocab_size == cli.datamodule.vocab_size  # linked, stated once
+    assert cli.model.config.n_layer == 2
+
+
+def test_finetuning_configs_instantiate(quickstart_run, monkeypatch):
+    ckpt = str(quickstart_run / "checkpoints" / "last.ckpt")
+    for config in STANDALONE:
+        cli = _instantiate(["--config", config, "--model.pretrained", ckpt], monkeypatch)
+        assert cli.model.hparams.num_labels == 2  # linked from data.task_name
+        assert cli.datamodule.hparams.tokenizer == ckpt  # defaults to the one inside --model.pretrained
+
+
+def _error(args: list[str], capsys, monkeypatch) -> str:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["lit-lm"])
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("lit-lm: error: ")
+    assert "usage:" not in "\n".join(err)
+    return err[-1]
+
+
+QUICK = ["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1"]
+
+
+def test_unknown_config_key_is_one_line(tmp_path, capsys, monkeypatch):
+    assert "'bogus' is not accepted" in _error([*QUICK, "--model.bogus=3"], capsys, monkeypatch)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  init_args:\n    batch_sise: 8\n")
+    assert "batch_sise" in _error([*QUICK, "--config", str(bad)], capsys, monkeypatch)
+    assert "max_stepz" in _error([*QUICK, "--trainer.max_stepz=3"], capsys, monkeypatch)
+    assert "float" in _error([*QUICK, "--model.lr=abc"], capsys, monkeypatch)
+
+
+def test_bad_data_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    cache = f"--data.cache_dir={tmp_path / 'cache'}"
+    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'nope'}"], capsys, monkeypatch)
+    assert str(tmp_path / "nope") in msg and "no such directory" in msg
+    (tmp_path / "empty").mkdir()
+    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'empty'}"], capsys, monkeypatch)
+    assert "wiki.train.tokens" in msg  # lists what is missing
+
+
+def test_tokenizer_larger_than_model_vocab_is_one_line(tmp_path, capsys, monkeypatch):
+    # a tokenizer of ~2.5k tokens (the bundled corpus) does not fit a 1000-token model
+    from data_modules.wikitext import WikiText103DataModule
+
+    dm = WikiText103DataModule(data_dir=str(REPO / "data_modules/samples/wikitext"), cache_dir=str(tmp_path / "c1"),
+                               vocab_size=4096, num_workers=0)
+    dm.prepare_data()
+    tok = dm.cache_path() / "tokenizer.json"
+    msg = _error([*QUICK, f"--data.cache_dir={tmp_path / 'c2'}", "--data.vocab_size=1000", f"--data.tokenizer={tok}"],
+                 capsys, monkeypatch)
+    assert "1000" in msg and "vocab_size" in msg
+
+
+def test_max_seq_len_beyond_position_table_is_one_line(tmp_path, capsys, monkeypatch):
+    msg = _error([*QUICK, f"--data.cache_dir={tmp_path}", "--data.max_seq_len=256",
+                  "--model.config_overrides={max_position_embeddings: 128}"], capsys, monkeypatch)
+    assert "max_position_embeddings=128" in msg
+
+
+def test_help_documents_the_options(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["lit-lm"])
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", "cli.yaml", "--model.help", "lit_lm.pretraining.MLMPretraining"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "Peak learning rate of AdamW" in out and "sparse_prediction" in out
+    main(["config"])  # the BertConfig fields behind --model.config, documented
+    out = capsys.readouterr().out
+    assert "Number of transformer blocks" in out and "LayerNorm" in out
+    main(["config", "mini"])
+    assert "n_layer: 4" in capsys.readouterr().out
