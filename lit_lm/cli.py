@@ -120,3 +120,13 @@ def main(args: Optional[list[str]] = None) -> None:
             raise
         print(f"lit-lm: error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    """Lightning destroys only NCCL process groups at exit; a gloo group left to the interpreter's shutdown
+    aborts the process now and then. DDP runs this main() once per rank, so here each rank's run ends."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group to destroy
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
