@@ -6,16 +6,21 @@ line stays the real one.
   the global rank): global_step, epoch, sample ids, NSP labels and a hash of input_ids + labels (the masks).
 - ``KillAt``: SIGKILLs its own process at the start of training step ``$LIT_LM_KILL_AT`` (as a crash or a
   pre-empted node would: no teardown, no final checkpoint).
-- ``ValRecorder``: writes the logged ``val/*`` metrics of each validation to ``$LIT_LM_VAL_RECORD`` (``{rank}``
-  as above), so the ranks' synced values can be compared.
+- ``ValRecorder``: writes the logged ``val/*`` metrics of each validation and the validation sample ids this rank
+  saw to ``$LIT_LM_VAL_RECORD`` (``{rank}`` as above), so the ranks' synced values can be compared.
+- ``SamplerProbe``: writes how the train loader is sharded (sampler class, replicas, rank, Lightning's
+  ``use_distributed_sampler``) to ``$LIT_LM_PROBE`` (``{rank}`` as above), and at interpreter exit whether a
+  process group is still initialised to ``$LIT_LM_PROBE.atexit``.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -63,6 +68,13 @@ class KillAt(L.Callback):
 
 
 class ValRecorder(L.Callback):
+    def on_validation_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self._seen: list[int] = []
+
+    def on_validation_batch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._seen += batch["index"].tolist()
+
     def on_validation_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         path = _path("LIT_LM_VAL_RECORD", trainer)
         if path is None or trainer.sanity_checking:
@@ -70,4 +82,29 @@ class ValRecorder(L.Callback):
         # after the epoch-end hooks: callback_metrics holds what the module logged
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         with open(path, "a") as f:
-            f.write(json.dumps({"step": trainer.global_step, **values}) + "\n")
+            f.write(json.dumps({"step": trainer.global_step, "index": self._seen, **values}) + "\n")
+
+
+class SamplerProbe(L.Callback):
+    def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        path = _path("LIT_LM_PROBE", trainer)
+        if path is None:
+            return
+        sampler = trainer.train_dataloader.sampler
+        probe = {
+            "sampler": type(sampler).__name__,
+            "num_replicas": getattr(sampler, "num_replicas", None),
+            "rank": getattr(sampler, "rank", None),
+            "len": len(sampler),
+            "num_samples": getattr(sampler, "num_samples", None),
+            "world_size": trainer.world_size,
+            "global_rank": trainer.global_rank,
+            "use_distributed_sampler": trainer._accelerator_connector.use_distributed_sampler,
+            "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+        }
+        with open(path, "w") as f:
+            json.dump(probe, f)
+        # what is left at interpreter exit (registered last, so it runs before any other atexit handler)
+        exit_path = path + ".atexit"
+        atexit.register(lambda: Path(exit_path).write_text(json.dumps(
+            {"process_group_initialized": torch.distributed.is_initialized()})))
