@@ -66,9 +66,11 @@ def _show_config(argv: list[str]) -> None:
     """``lit-lm config [NAME_OR_PATH]``: the BertConfig fields with their documentation, or a size's values."""
     from dataclasses import asdict
 
-    from jsonargparse import ArgumentParser
+    from jsonargparse import ArgumentParser, set_parsing_settings
 
     from lit_lm.config import BertConfig
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the field docstrings in config.py
 
     parser = ArgumentParser(prog="lit-lm config", description="Fields of --model.config (BertConfig); pass a size "
                             "name or a config.json path to print its values.")
