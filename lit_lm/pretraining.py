@@ -6,6 +6,7 @@ import math
 from typing import Any, Optional, Union
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
@@ -242,6 +243,15 @@ class MLMPretraining(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
         self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_end(self) -> None:
+        if self.hparams.compile:
+            # Past torch._dynamo's recompile limit a compiled module silently runs eager: say how many graphs ran.
+            from torch._dynamo.utils import counters
+
+            graphs = counters["stats"]["unique_graphs"]
+            limit = torch._dynamo.config.recompile_limit if hasattr(torch._dynamo.config, "recompile_limit") else None
+            rank_zero_info(f"torch.compile: {graphs} graph(s) compiled (recompile limit {limit})")
 
     def on_train_start(self) -> None:
         # Restored here, not at load time, so nothing between loading and the first step can consume it.
