@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassMatthewsCorrCoef
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
+from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
 from lit_lm.convert import hf_to_lit_state_dict, strip_prefix
 from lit_lm.model import BertModel
@@ -41,7 +42,7 @@ def read_checkpoint(path: Union[str, Path], kind: Optional[str] = None) -> dict[
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, tampered or foreign files raise many different errors
-        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
+        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({load_error(e)})") from None
     found = ckpt.get("lit_lm_kind") if isinstance(ckpt, dict) else None
     if found is None or "state_dict" not in ckpt or "bert_config" not in ckpt:
         raise ValueError(f"{path}: not a lit-lm checkpoint (no lit_lm_kind / state_dict / bert_config)")
@@ -242,7 +243,7 @@ class SequenceClassification(L.LightningModule):
         # Register the final metrics with the hyper-parameters, so TensorBoard's HPARAMS tab compares runs by them.
         if self.logger is not None:
             names = [f"{p}/{k}" for p, m in zip(self._val_prefixes(), self.val_metrics) for k in m]
-            self.logger.log_hyperparams(self.hparams, {name: 0.0 for name in names})
+            self.logger.log_hyperparams(self.hparams, {name: float("nan") for name in names})  # NaN: no fake point
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)

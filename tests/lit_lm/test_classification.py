@@ -81,7 +81,7 @@ def test_cli_fit_validate_predict_from_pretraining_checkpoint(tmp_path, monkeypa
     assert ckpt["tokenizer"] == torch.load(pretrain_ckpt, weights_only=True)["tokenizer"]
     assert ckpt["global_step"] == 6 and ckpt["hyper_parameters"]["tokenizer"] == str(pretrain_ckpt)
     # the HPARAMS tab gets the val metrics registered at fit start
-    (events,) = (tmp_path / "runs/quickstart_sst2/version_0").glob("events.out.tfevents.*")
+    (events,) = (tmp_path / "runs/quickstart_sst2").glob("events.out.tfevents.*")
     raw = events.read_bytes()
     assert b"_hparams_/session_start_info" in raw and b"val/acc" in raw
 
@@ -131,8 +131,8 @@ def test_cli_predict_real_sst2_test_split(tmp_path, monkeypatch, capsys, data_ro
              "--data.tokenizer", str(tokenizer_path), "--data.cache_dir", str(tmp_path / "cache"),
              "--data.num_workers", "0", "--data.batch_size", "128", "--trainer.precision", "32-true",
              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"], monkeypatch)
-    out = tmp_path / "runs/sst2/version_0/SST-2.tsv"
-    assert f"wrote 1821 predictions to {Path('runs/sst2/version_0/SST-2.tsv')}" in capsys.readouterr().out
+    out = tmp_path / "runs/sst2/SST-2.tsv"
+    assert f"wrote 1821 predictions to {Path('runs/sst2/SST-2.tsv')}" in capsys.readouterr().out
     lines = out.read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 1822
     assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(1821))
