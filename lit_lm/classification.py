@@ -25,7 +25,7 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
 from lit_lm.convert import hf_to_lit_state_dict, strip_prefix
-from lit_lm.model import BertModel
+from lit_lm.model import BertModel, init_weights
 from lit_lm.optim import Schedule, adamw, warmup_decay
 from lit_lm.pretraining import resolve_config
 
@@ -164,28 +164,13 @@ class SequenceClassification(L.LightningModule):
         p = self.config.hidden_dropout if classifier_dropout is None else classifier_dropout
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(self.config.n_embd, num_labels)
-        self._init_weights()
+        init_weights(self, self.config.initializer_range)
         if pretrained is not None:
             missing, unexpected = self.bert.load_state_dict(encoder_state, strict=False)
             if missing or unexpected:
                 raise ValueError(f"{pretrained}: encoder weights do not fit (missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]})")
         self.val_metrics = nn.ModuleList([self._metrics()])
-
-    def _init_weights(self) -> None:
-        # as BertForPreTraining: truncated normal(0.02) weights, zero biases, unit LayerNorm; [PAD] row zero
-        std = self.config.initializer_range
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-                if isinstance(module, nn.Linear) and module.bias is not None:
-                    nn.init.zeros_(module.bias)
-                if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                    with torch.no_grad():
-                        module.weight[module.padding_idx].zero_()
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     @property
     def is_regression(self) -> bool:

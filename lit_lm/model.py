@@ -178,20 +178,10 @@ class MLMHead(nn.Module):
         return logits[..., : self.vocab_size] if logits.shape[-1] != self.vocab_size else logits
 
 
-class BertForPreTraining(nn.Module):
-    """The encoder with the MLM and NSP heads of BERT pretraining."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config)
-        self.mlm_head = MLMHead(config, self.bert.embeddings.word)
-        self.nsp_head = nn.Linear(config.n_embd, 2)
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # Truncated normal as in the original TF release (truncated_normal_initializer(0.02)).
-        std = self.config.initializer_range
+def init_weights(model: nn.Module, std: float) -> None:
+    """BERT's initialisation: truncated normal(std) weights as in the original TF release
+    (truncated_normal_initializer), zero biases, unit LayerNorm, a zero [PAD] embedding row."""
+    for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
             if isinstance(module, nn.Linear) and module.bias is not None:
@@ -202,6 +192,18 @@ class BertForPreTraining(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+class BertForPreTraining(nn.Module):
+    """The encoder with the MLM and NSP heads of BERT pretraining."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.mlm_head = MLMHead(config, self.bert.embeddings.word)
+        self.nsp_head = nn.Linear(config.n_embd, 2)
+        init_weights(self, config.initializer_range)
 
     def forward(
         self,
