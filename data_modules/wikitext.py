@@ -175,14 +175,14 @@ def _load_hub(dataset: str, config: str):
         try:
             socket.create_connection((host, port), timeout=5).close()
         except OSError as e:
-            raise RuntimeError(_hub_hint(dataset, config, f"{host} unreachable: {e}; with a dataset already in the "
-                                                          f"HF cache set HF_HUB_OFFLINE=1")) from None
+            raise ValueError(_hub_hint(dataset, config, f"{host} unreachable: {e}; with a dataset already in the "
+                                                        f"HF cache set HF_HUB_OFFLINE=1")) from None
     try:
         import datasets  # only here: local release files need no hub client
 
         return datasets.load_dataset(dataset, config)
     except Exception as e:
-        raise RuntimeError(_hub_hint(dataset, config, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")) from None
+        raise ValueError(_hub_hint(dataset, config, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")) from None
 
 
 def _hub_lines(ds, split: str) -> Iterator[str]:

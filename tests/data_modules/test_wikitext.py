@@ -310,7 +310,7 @@ def test_hub_offline_fails_fast(tmp_path, monkeypatch):
         if module in sys.modules:
             monkeypatch.setattr(sys.modules[module], "HF_HUB_OFFLINE", True)
     t = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"lit-lm/no-such-dataset-xyz.*pass --data.data_dir DIR") as e:
+    with pytest.raises(ValueError, match=r"lit-lm/no-such-dataset-xyz.*pass --data.data_dir DIR") as e:
         WikiText103DataModule(cache_dir=str(tmp_path), hub_dataset="lit-lm/no-such-dataset-xyz").prepare_data()
     assert time.perf_counter() - t < 15 and "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
@@ -321,7 +321,7 @@ def test_hub_unreachable_fails_at_once(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     t = time.perf_counter()
-    with pytest.raises(RuntimeError, match=r"127.0.0.1 unreachable.*HF_HUB_OFFLINE=1.*--data.data_dir DIR"):
+    with pytest.raises(ValueError, match=r"127.0.0.1 unreachable.*HF_HUB_OFFLINE=1.*--data.data_dir DIR"):
         WikiText103DataModule(cache_dir=str(tmp_path)).prepare_data()
     assert time.perf_counter() - t < 6
 
