@@ -123,14 +123,29 @@ def load_tokenizer(source: str | Path) -> Tokenizer:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated or tampered files raise many different errors
-            raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-        if "tokenizer" not in ckpt:
+            raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("tokenizer"), str):
             raise ValueError(f"{path}: this checkpoint carries no tokenizer (not a lit-lm checkpoint?)")
-        return Tokenizer.from_str(ckpt["tokenizer"])
+        try:
+            return Tokenizer.from_str(ckpt["tokenizer"])
+        except Exception as e:
+            raise ValueError(f"{path}: the checkpoint's tokenizer is not tokenizers JSON ({str(e)[:200]})") from None
     try:
         return Tokenizer.from_file(str(path))
     except Exception as e:
         raise ValueError(f"{path}: not a tokenizers JSON file ({str(e)[:200]})") from None
+
+
+def load_error(e: BaseException) -> str:
+    """Why ``torch.load`` could not read a file, in one line (for ``path: not a readable checkpoint (...)``)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch colours part of its weights-only message
+    m = re.search(r"WeightsUnpickler error: (.*)", text)
+    if m:  # a page of advice (including to load the file unsafely) around one useful sentence
+        return f"refused by torch.load(weights_only=True): {m.group(1).split('. ')[0][:200]}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first.split('. ')[0][:200]}"
 
 
 def continuation_mask(tokenizer: Tokenizer, size: int | None = None):

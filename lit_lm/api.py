@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tokenizers import Encoding, Tokenizer
 
+from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
 from lit_lm.model import BertForPreTraining, BertModel, Unpadded
 
@@ -44,7 +45,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, tampered or foreign files raise many different errors
-        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
+        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({load_error(e)})") from None
     if not isinstance(ckpt, dict) or not {"lit_lm_kind", "state_dict", "bert_config"} <= ckpt.keys():
         raise ValueError(f"{path}: not a lit-lm checkpoint (no lit_lm_kind / state_dict / bert_config)")
     if "tokenizer" not in ckpt:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import re
 import sys
 from typing import Optional
 
 from lightning.pytorch.cli import LightningCLI
 
+from data_modules.tokenizer import load_error
 from lit_lm.callbacks import DivergenceError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -37,6 +39,15 @@ class LitLMCLI(LightningCLI):
         parser.link_arguments("data.init_args.task_name", "model.init_args.num_labels", compute_fn=num_labels)
         # Fine-tuning states the tokenizer once, in the data config; the model sizes a random-init encoder by it.
         parser.link_arguments("data.init_args.tokenizer", "model.init_args.tokenizer")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path here (weights_only=True) for the model's hyper-parameters: a truncated or
+        # tampered file would end in a page-long traceback instead of one line naming it.
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
 
     def before_instantiate_classes(self) -> None:
         # Fine-tuning: the tokenizer defaults to the one inside --model.pretrained (a .ckpt or an HF directory).
