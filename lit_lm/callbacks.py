@@ -12,6 +12,8 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ThroughputMonitor
 
+from data_modules.tokenizer import load_error
+
 
 def _batch_size(batch: dict[str, Any]) -> int:
     return int(batch["input_ids"].shape[0])
@@ -111,6 +113,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def load_checkpoint(self, path: Any, map_location: Optional[Any] = lambda storage, loc: storage,
+                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+        """``weights_only=True`` unless the caller asks otherwise, whatever torch's default: ``--ckpt_path`` of a
+        tampered file must not run its pickled code. A damaged or foreign file is a one-line ValueError naming it."""
+        try:
+            return super().load_checkpoint(path, map_location=map_location,
+                                           weights_only=True if weights_only is None else weights_only)
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
 
 
 def _remove_stale_temps(directory: str, prefix: str) -> None:

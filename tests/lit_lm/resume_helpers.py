@@ -11,6 +11,7 @@ line stays the real one.
 - ``SamplerProbe``: writes how the train loader is sharded (sampler class, replicas, rank, Lightning's
   ``use_distributed_sampler``) to ``$LIT_LM_PROBE`` (``{rank}`` as above), and at interpreter exit whether a
   process group is still initialised to ``$LIT_LM_PROBE.atexit``.
+- ``DtypeProbe``: the dtype the model computes in under the configured precision (see the class).
 """
 
 from __future__ import annotations
@@ -108,3 +109,23 @@ class SamplerProbe(L.Callback):
         exit_path = path + ".atexit"
         atexit.register(lambda: Path(exit_path).write_text(json.dumps(
             {"process_group_initialized": torch.distributed.is_initialized()})))
+
+
+class DtypeProbe(L.Callback):
+    """Records the output dtype of the model's first Linear layer in every training forward (bf16 under
+    ``bf16-mixed`` autocast) and the loss, to ``$LIT_LM_DTYPE_PROBE`` at the end of training."""
+
+    def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self.seen: list[str] = []
+        self.losses: list[float] = []
+        linear = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Linear))
+        self._hook = linear.register_forward_hook(lambda mod, args, out: self.seen.append(str(out.dtype)))
+
+    def on_before_backward(self, trainer: "L.Trainer", pl_module: "L.LightningModule", loss: torch.Tensor) -> None:
+        self.losses.append(float(loss))
+
+    def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self._hook.remove()
+        with open(os.environ["LIT_LM_DTYPE_PROBE"], "w") as f:
+            json.dump({"precision": trainer.precision, "forward_dtypes": self.seen, "losses": self.losses,
+                       "weight_dtype": str(next(pl_module.parameters()).dtype)}, f)

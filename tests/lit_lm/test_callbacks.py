@@ -1,10 +1,11 @@
-"""Atomic checkpoint writes, the divergence guard and the token throughput monitor, on tiny modules (~10 s)."""
+"""Atomic checkpoint writes, the divergence guard, the token throughput monitor (tiny modules, ~10 s) and a bf16-mixed
+quickstart on CPU (~15 s)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,30 @@ def test_token_throughput_reports_real_tokens_flops_and_mfu(tmp_path):
     assert last["train/device/mfu"] > 0
     # items are real tokens (6 of 8 per row), samples are rows: 6 tokens per sample
     assert math.isclose(last["train/device/items_per_sec"] / last["train/device/samples_per_sec"], 6.0, rel_tol=1e-6)
+
+
+# ---- mixed precision on CPU ---------------------------------------------------------------------------------------
+
+
+def test_bf16_mixed_quickstart_runs_on_cpu(tmp_path, monkeypatch):
+    """Two steps of the tiny quickstart under bf16-mixed autocast (this CPU has no bf16 matmul units: slow, so tiny).
+    About 15 s."""
+    from lit_lm.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)  # the quickstart names the bundled corpus relative to the checkout
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    monkeypatch.setenv("LIT_LM_DTYPE_PROBE", str(tmp_path / "dtype.json"))
+    main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.precision=bf16-mixed",
+          "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1",
+          "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", "--data.num_workers=0",
+          "--trainer.callbacks+=resume_helpers.DtypeProbe", f"--trainer.logger.init_args.save_dir={tmp_path}",
+          f"--data.cache_dir={tmp_path / 'cache'}"])
+    probe = json.loads((tmp_path / "dtype.json").read_text())
+    assert probe["precision"] == "bf16-mixed"
+    assert probe["forward_dtypes"] and set(probe["forward_dtypes"]) == {"torch.bfloat16"}  # autocast was on
+    assert probe["weight_dtype"] == "torch.float32"  # master weights stay fp32
+    assert len(probe["losses"]) == 2 and all(math.isfinite(x) for x in probe["losses"])
+    ckpt = _load(tmp_path / "quickstart/checkpoints/last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert all(t.dtype == torch.float32 for t in ckpt["state_dict"].values() if t.is_floating_point())

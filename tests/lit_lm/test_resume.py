@@ -168,3 +168,93 @@ def test_intermediate_checkpoints_written_after_a_resume_match(runs):
 def test_no_temporary_checkpoint_files_survive_the_kills(runs):
     ckpts = runs / "killed/quickstart/checkpoints"
     assert not [p.name for p in ckpts.iterdir() if p.name.startswith(".")]
+
+
+# ---- untrusted checkpoint files: never run their code, fail in one line -------------------------------------------
+
+
+class _Payload:
+    """Pickles as a call of ``open(marker, "w")``: a harmless stand-in for code a tampered checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture
+def bad_checkpoints(tmp_path) -> dict[str, Path]:
+    """A good-looking lit-lm checkpoint, a truncated copy, and a tampered one with a pickled call in it."""
+    from data_modules.tokenizer import train_tokenizer
+    from lit_lm.config import BertConfig
+
+    tok = train_tokenizer(["a small corpus", "of two sentences"], 50, show_progress=False)
+    good = {"state_dict": {"model.w": torch.zeros(2000)}, "lit_lm_kind": "pretraining",
+            "bert_config": BertConfig.from_name("tiny").asdict(), "tokenizer": tok.to_str(), "global_step": 1}
+    paths = {name: tmp_path / f"{name}.ckpt" for name in ("good", "truncated", "tampered")}
+    torch.save(good, paths["good"])
+    data = paths["good"].read_bytes()
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    marker = tmp_path / "code-ran"
+    torch.save({**good, "tokenizer": _Payload(marker)}, paths["tampered"])
+    # the control: an unsafe load of the tampered file does run the payload
+    torch.load(paths["tampered"], weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    paths["marker"] = marker
+    return paths
+
+
+def _one_line_error(fn, path: Path) -> str:
+    with pytest.raises(ValueError) as e:
+        fn(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and "\x1b" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("loader", ["read_checkpoint", "load_tokenizer", "api.load", "AtomicCheckpointIO"])
+@pytest.mark.parametrize("damage", ["truncated", "tampered"])
+def test_bad_checkpoint_files_are_one_line_errors_and_run_no_code(bad_checkpoints, loader, damage):
+    from data_modules.tokenizer import load_tokenizer
+    from lit_lm.api import load
+    from lit_lm.callbacks import AtomicCheckpointIO
+    from lit_lm.classification import read_checkpoint
+
+    fn = {"read_checkpoint": read_checkpoint, "load_tokenizer": load_tokenizer, "api.load": load,
+          "AtomicCheckpointIO": AtomicCheckpointIO().load_checkpoint}[loader]
+    message = _one_line_error(fn, bad_checkpoints[damage])
+    assert "not a readable" in message
+    if damage == "tampered":
+        assert "refused by torch.load(weights_only=True): Unsupported global: GLOBAL io.open" in message
+    assert not bad_checkpoints["marker"].exists()
+    assert read_checkpoint(bad_checkpoints["good"])["global_step"] == 1  # the fixture's good file does load
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    root = Path(__file__).resolve().parents[2]
+    calls = [(p, n, line) for pkg in ("lit_lm", "data_modules") for p in sorted((root / pkg).rglob("*.py"))
+             for n, line in enumerate(p.read_text().splitlines(), 1) if "torch.load(" in line]
+    assert calls
+    unsafe = [f"{p.relative_to(root)}:{n}: {line.strip()}" for p, n, line in calls if "weights_only=True" not in line]
+    assert not unsafe, unsafe
+
+
+@pytest.mark.parametrize("damage", ["truncated", "tampered"])
+def test_cli_ckpt_path_of_a_bad_file_is_a_one_line_error(bad_checkpoints, damage, tmp_path_factory, monkeypatch, capsys):
+    """``fit --ckpt_path`` reads through AtomicCheckpointIO (cli.yaml's plugin): weights-only, one line, exit 2."""
+    from lit_lm.cli import main
+
+    monkeypatch.chdir(REPO)
+    cache = tmp_path_factory.getbasetemp() / "resume-cli-cache"  # shared by both cases
+    path = bad_checkpoints[damage]
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1",
+              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.num_workers=0",
+              f"--trainer.logger.init_args.save_dir={path.parent / 'runs'}", f"--data.cache_dir={cache}",
+              "--ckpt_path", str(path)])
+    assert e.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lit-lm: error:")]
+    assert len(err) == 1 and err[0].startswith(f"lit-lm: error: {path}: not a readable checkpoint ("), err
+    assert not bad_checkpoints["marker"].exists()
