@@ -150,6 +150,24 @@ def test_divergence_before_any_checkpoint_says_so(tmp_path):
         trainer.fit(TinyModule(nan_at=0), _loader())
 
 
+def test_divergence_guard_stops_every_rank_when_one_diverges():
+    """Under DDP the ranks vote (the strategy's all-reduce): a rank with a finite loss stops too, or it would wait
+    in the gradient all-reduce for a rank that is gone."""
+    from types import SimpleNamespace
+
+    votes = []
+
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        votes.append((decision, all))
+        return False  # another rank saw a non-finite loss
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision),
+                              global_step=7, checkpoint_callback=None)
+    with pytest.raises(DivergenceError, match=r"non-finite loss on another rank \(this rank's: 1.5\) at step 7"):
+        DivergenceGuard().on_before_backward(trainer, None, torch.tensor(1.5))
+    assert votes == [(True, True)]  # this rank voted "finite", and all ranks must agree
+
+
 # ---- TokenThroughput ---------------------------------------------------------------------------------------------
 
 
