@@ -26,6 +26,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -41,6 +42,10 @@ from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
 from data_modules.sampling import ResumableSampler
 from data_modules.tokenizer import SpecialIds, continuation_mask, load_tokenizer, special_ids, train_tokenizer
+
+# The sampler position lives in this data module's state_dict (see state_dict below), not in the DataLoader, so
+# Lightning's check for a resumable DataLoader misses it and warns on every mid-epoch resume.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 FORMAT_VERSION = 1
 """Bump when the cache layout or the text processing changes, so old caches are not reused."""

@@ -127,7 +127,7 @@ def main(args: Optional[list[str]] = None) -> None:
             raise
         print(f"lit-lm: error: {_config_error(str(e))} (see --help)", file=sys.stderr)
         sys.exit(2)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, DivergenceError) as e:
+    except (ValueError, OSError, DivergenceError) as e:  # OSError: missing/unreadable paths, a full disk
         # Our errors are one line naming the file, line or flag; a traceback would bury that.
         if os.environ.get("LIT_LM_DEBUG"):
             raise

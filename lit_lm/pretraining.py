@@ -162,6 +162,7 @@ class MLMPretraining(L.LightningModule):
                 "val/perplexity": torch.exp(mlm_loss),
             },
             prog_bar=True,
+            sync_dist=True,  # already synced by torchmetrics' compute(); this only keeps Lightning from warning
         )
         for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
             m.reset()
