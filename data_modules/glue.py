@@ -17,14 +17,10 @@ and its test split ``index<TAB>sentence`` has no labels (GLUE scores submissions
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import shutil
 import socket
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +33,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
+from data_modules.cache import building, log
 from data_modules.collators import PadCollator
 from data_modules.tokenizer import load_tokenizer, special_ids
 
@@ -390,13 +387,7 @@ class GLUEDataModule(L.LightningDataModule):
         final = self.cache_path(tok)
         if (final / "meta.json").is_file():
             return
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.cache_dir))
-        except PermissionError as e:
-            raise PermissionError(f"--data.cache_dir {self.cache_dir}: cannot write there ({e.strerror}: {e.filename}); "
-                                  f"pass a writable --data.cache_dir (a complete cache there would be used as is)") from None
-        try:
+        with building(final, "glue", lambda d: (d / "meta.json").is_file()) as tmp:
             counts = {}
             for split, examples in self._read_splits():
                 for name, array in _tokenize(examples, tok).items():
@@ -405,20 +396,7 @@ class GLUEDataModule(L.LightningDataModule):
             meta = {"task": self.task.name, "data_dir": self.data_dir, "max_seq_len": self.max_seq_len, "counts": counts}
             (tmp / "tokenizer.json").write_text(tok.to_str())
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-            try:
-                os.rename(tmp, final)  # atomic: a cache dir exists complete or not at all
-            except OSError:
-                if not (final / "meta.json").is_file():
-                    raise
-            print(f"[glue] {self.task.name}: {counts} tokenized into {final}", file=sys.stderr, flush=True)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(e.errno, f"--data.cache_dir {self.cache_dir}: no space left on the device while writing "
-                                       f"the GLUE cache (the partial build was removed); free space there or pass "
-                                       f"another --data.cache_dir") from None
-            raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            log("glue", f"{self.task.name}: {counts} tokenized")
 
     def _read_splits(self) -> Iterator[tuple[str, Examples]]:
         splits = [("train", True), *((s, True) for s in self.task.dev), *((s, False) for s in self.task.test)]

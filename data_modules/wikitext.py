@@ -14,17 +14,14 @@ The release layout, one paragraph per line, every line starting with a space::
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import itertools
 import json
 import os
 import re
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -38,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
+from data_modules.cache import building, discard, log
 from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
 from data_modules.sampling import ResumableSampler
@@ -349,34 +347,11 @@ class WikiText103DataModule(L.LightningDataModule):
                 _log(f"reusing cache at {final}")
                 return
             _log(f"{final}: {problem}; rebuilding it")  # never used: a killed copy or a damaged disk
-        try:
-            if final.is_dir():
-                _discard(final)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            _remove_stale_builds(self.cache_dir, final.name)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{socket.gethostname()}.{os.getpid()}.", dir=self.cache_dir))
-        except PermissionError as e:
-            raise PermissionError(f"--data.cache_dir {self.cache_dir}: cannot write there ({e.strerror}: {e.filename}); "
-                                  f"pass a writable --data.cache_dir (a complete cache there would be used as is)") from None
-        try:
+        if final.is_dir():
+            discard(final)
+        with building(final, "wikitext", lambda d: _cache_problem(d) is None) as tmp:
             meta = self._build(tmp)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-            try:
-                os.rename(tmp, final)  # atomic: a cache dir exists complete or not at all
-            except OSError:
-                if _cache_problem(final) is not None:
-                    raise
-                _log(f"another process built {final} first; using it")
-                return
-            _log(f"cache written to {final}")
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(e.errno, f"--data.cache_dir {self.cache_dir}: no space left on the device while writing "
-                                       f"the WikiText cache (the partial build was removed); free space there or pass "
-                                       f"another --data.cache_dir") from None
-            raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _build(self, out: Path) -> dict:
         t0 = time.perf_counter()
@@ -528,7 +503,7 @@ class _FixedSubset(Dataset):
 
 
 def _log(message: str) -> None:
-    print(f"[wikitext] {message}", file=sys.stderr, flush=True)
+    log("wikitext", message)
 
 
 def _check_vocab(actual: int, configured: int, what: str) -> None:
@@ -546,20 +521,6 @@ def _take_bytes(articles: Iterable[list[str]], limit: int | None) -> Iterator[st
             total += len(s.encode()) + 1
         if limit is not None and total >= limit:
             return
-
-
-def _remove_stale_builds(cache_dir: Path, name: str) -> None:
-    """Delete half-built temp dirs of this cache left by killed builders on this host (their pid is gone)."""
-    host = socket.gethostname()
-    for d in cache_dir.glob(f".{name}.{host}.*"):
-        try:
-            pid = int(d.name.split(".")[3])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            _log(f"removing {d} left by a killed build")
-            shutil.rmtree(d, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            pass
 
 
 class _SentenceEncoder:
@@ -673,14 +634,6 @@ def _cache_problem(cache: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError) as e:  # truncated .npy, bad JSON, ...
         return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
     return None
-
-
-def _discard(cache: Path) -> None:
-    """Move a damaged cache aside (one rename: nobody sees it half-deleted), then delete it."""
-    aside = cache.with_name(f".{cache.name}.{socket.gethostname()}.{os.getpid()}.damaged")
-    shutil.rmtree(aside, ignore_errors=True)
-    os.rename(cache, aside)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _write_ids(f, ids: np.ndarray, dtype) -> None:
