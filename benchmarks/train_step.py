@@ -149,7 +149,7 @@ def main() -> None:
         batch = make_batch(B, a.seq, config.vocab_size, a.device)
         real = int(batch["attention_mask"].sum())
         n_masked = int((batch["labels"] != -100).sum())
-        flops = training_flops(config, B * a.seq, a.seq, n_masked)
+        flops = training_flops(config, real, a.seq, n_masked, n_query_rows=B * a.seq)  # what ours computes
         for prec in a.precision:
             dtype = torch.bfloat16 if prec == "bf16" else None
             times: dict[str, list[float]] = {}

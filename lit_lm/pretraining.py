@@ -26,19 +26,20 @@ def resolve_config(config: Union[str, BertConfig, dict], **overrides: Any) -> Be
     return BertConfig.resolve(config, **overrides)
 
 
-def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int) -> int:
+def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int, n_query_rows: Optional[int] = None) -> int:
     """FLOPs of one forward + backward pass (3x the forward's multiply-adds x 2), counting the work done.
 
-    Per token through the encoder: 6 * N_blocks (every weight of the blocks used once per token; the embeddings
-    are lookups) + 12 * L * T * d (QK^T and AV over the T keys of the padded sequence). Per predicted token:
-    6 * (d * d + d * V) for the MLM transform and the vocabulary projection. The pooler and NSP head
-    (one [CLS] per sequence) are left out: under 0.1% of the total at T = 128.
-    ``n_tokens`` counts the positions the encoder processes (B * T when padded).
+    Per real token through the blocks: 6 * N_blocks (every block weight used once per token; the embeddings are
+    lookups, and padding skips the per-token layers, see model.Unpadded). Per attention query row: 12 * L * T * d
+    (QK^T and AV over the T keys of the padded sequence; SDPA runs on the padded (B, T) layout, so
+    ``n_query_rows`` = B * T, default ``n_tokens``). Per predicted token: 6 * (d * d + d * V) for the MLM transform
+    and the vocabulary projection. The pooler and NSP head (one [CLS] per sequence) are left out: under 0.1% of the
+    total at T = 128.
     """
     d, L_, V = config.n_embd, config.n_layer, config.vocab_size
     n_blocks = L_ * (4 * d * d + 2 * d * config.intermediate_size)  # q, k, v, o + the two MLP matrices
-    per_token = 6 * n_blocks + 12 * L_ * seq_len * d
-    return per_token * n_tokens + 6 * (d * d + d * V) * n_predicted
+    rows = n_tokens if n_query_rows is None else n_query_rows
+    return 6 * n_blocks * n_tokens + 12 * L_ * seq_len * d * rows + 6 * (d * d + d * V) * n_predicted
 
 
 class MLMPretraining(L.LightningModule):
@@ -109,16 +110,19 @@ class MLMPretraining(L.LightningModule):
         out["loss"] = out["mlm_loss"] + out["nsp_loss"] if self.hparams.nsp else out["mlm_loss"]
         return out
 
+    def _flops(self, batch: dict[str, torch.Tensor]) -> int:
+        B, T = batch["input_ids"].shape
+        n_real = int(batch["attention_mask"].sum())
+        n_predicted = int((batch["labels"] != -100).sum()) if self.hparams.sparse_prediction else B * T
+        return training_flops(self.config, n_real, T, n_predicted, n_query_rows=B * T)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self._losses(batch)
         with torch.no_grad():
             mlm_acc = (out["mlm_logits"].argmax(-1) == out["mlm_targets"]).float()[out["mlm_targets"] != -100].mean()
             nsp_acc = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
-        B, T = batch["input_ids"].shape
-        n_masked = int((batch["labels"] != -100).sum())
-        self.flops_per_batch = training_flops(
-            self.config, B * T, T, n_masked if self.hparams.sparse_prediction else B * T
-        )
+        self.flops_per_batch = self._flops(batch)
+        B = batch["input_ids"].shape[0]
         self.log_dict(
             {
                 "train/loss": out["loss"],
@@ -142,9 +146,7 @@ class MLMPretraining(L.LightningModule):
             pred[masked] = top1 if self.hparams.sparse_prediction else top1.view_as(labels)[masked]
             self._examples = (batch["input_ids"][:3].cpu(), labels[:3].cpu(), pred[:3].cpu(), batch["attention_mask"][:3].cpu())
         n_masked = int((out["mlm_targets"] != -100).sum())
-        B, T = batch["input_ids"].shape
-        # forward only: a third of a training step's FLOPs
-        self.flops_per_batch = training_flops(self.config, B * T, T, n_masked if self.hparams.sparse_prediction else B * T) // 3
+        self.flops_per_batch = self._flops(batch) // 3  # forward only: a third of a training step's FLOPs
         # Weighted by tokens / pairs, so the epoch value is the corpus mean, not a mean of batch means.
         self.val_mlm_loss.update(out["mlm_loss"], n_masked)
         self.val_nsp_loss.update(out["nsp_loss"], batch["input_ids"].shape[0])

@@ -59,6 +59,8 @@ def test_training_flops_formula():
     per_token = training_flops(c, 1, 128, 0)
     assert per_token == 6 * 12 * (4 * 768**2 + 2 * 768 * 3072) + 12 * 12 * 128 * 768
     assert training_flops(c, 0, 128, 1) == 6 * (768 * 768 + 768 * 30522)
+    # padded batches: the per-token layers count real tokens, attention counts the padded query rows
+    assert training_flops(c, 3, 128, 0, n_query_rows=4) == 3 * (per_token - 12 * 12 * 128 * 768) + 4 * 12 * 12 * 128 * 768
     n_blocks = sum(p.numel() for n, p in BertForPreTraining(c).named_parameters() if ".blocks." in n and p.dim() == 2)
     assert per_token - 12 * 12 * 128 * 768 == 6 * n_blocks
 
