@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
-from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
@@ -33,7 +30,9 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
+from data_modules import sources
 from data_modules.cache import building, log
+from data_modules.sources import read_lines
 from data_modules.collators import PadCollator
 from data_modules.tokenizer import load_tokenizer, special_ids
 
@@ -130,7 +129,7 @@ class Examples:
 def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
     """Read one split file of ``task``; every malformed line is a one-line error naming ``path:lineno``."""
     path = Path(path)
-    lines = _read_lines(path)
+    lines = list(read_lines(path, "GLUE layout"))
     if not lines or (len(lines) == 1 and not lines[0]):
         raise ValueError(f"{path}: empty file; expected the GLUE {task.name} layout")
     text_cols = task.text if labelled or task.test_text is None else task.test_text
@@ -170,25 +169,6 @@ def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
     return Examples(texts, labels, index)
 
 
-def _read_lines(path: Path) -> list[str]:
-    """The lines of a GLUE file without line ends (LF or CRLF) or a leading BOM; NUL bytes and invalid UTF-8 are
-    errors naming ``file:line`` (a damaged or non-GLUE file: guessing would change the text)."""
-    lines = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):  # binary lines split at \n only: a stray \r stays inside its row
-            if b"\x00" in raw:
-                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the GLUE layout")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
-                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
-            lines.append(line.removesuffix("\n").removesuffix("\r"))
-    if lines:
-        lines[0] = lines[0].removeprefix("\ufeff")
-    return lines
-
-
 def _parse_label(value: str, task: GLUETask, where: str):
     if task.is_regression:
         try:
@@ -210,28 +190,10 @@ def hub_examples(ds, task: GLUETask, split: str, labelled: bool) -> Examples:
     return Examples(texts, labels, [int(i) for i in d["idx"]])
 
 
-def _is_offline() -> bool:
-    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def load_hub(task: GLUETask):
-    """``nyu-mll/glue`` from the hub, or a one-line error at once when it cannot be reached (``datasets`` itself
-    retries for a long while before giving up)."""
+    """``nyu-mll/glue`` from the hub, or a one-line error at once when it cannot be reached."""
     hint = f"pass --data.data_dir DIR holding the GLUE files ({', '.join(_file_names(task))})"
-    if not _is_offline():
-        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-        host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
-        try:
-            socket.create_connection((host, port), timeout=5).close()
-        except OSError as e:
-            raise ValueError(f"cannot reach {host} to load nyu-mll/glue/{task.name} ({e}); {hint}") from None
-    try:
-        import datasets  # only here: local GLUE files need no hub client
-
-        return datasets.load_dataset("nyu-mll/glue", task.name)
-    except Exception as e:
-        reason = str(e).splitlines()[0][:200] if str(e) else ""
-        raise ValueError(f"cannot load nyu-mll/glue/{task.name} ({type(e).__name__}: {reason}); {hint}") from None
+    return sources.load_hub("nyu-mll/glue", task.name, hint)
 
 
 def _file_names(task: GLUETask) -> list[str]:

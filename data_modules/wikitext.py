@@ -18,16 +18,13 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import re
-import socket
 import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
-from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
@@ -35,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
+from data_modules import sources
 from data_modules.cache import building, discard, log
 from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
@@ -68,23 +66,8 @@ class Article(NamedTuple):
 
 
 def read_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a release file, without line ends (LF or CRLF) and without a leading UTF-8 BOM.
-
-    Invalid UTF-8 and NUL bytes are errors naming ``file:line``: both mean the file is not a WikiText release file
-    (or is damaged), and guessing would silently change the tokens.
-    """
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if b"\x00" in raw:
-                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the WikiText release layout")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
-                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")
-            yield line.rstrip("\r\n")
+    """The lines of a release file; NUL bytes and invalid UTF-8 are errors naming ``file:line`` (sources.read_lines)."""
+    return sources.read_lines(path, "WikiText release layout")
 
 
 def split_articles(lines: Iterable[str]) -> Iterator[Article]:
@@ -160,32 +143,9 @@ def article_sentences(article: Article, detok: bool = True) -> list[str]:
 # sources
 
 
-def _is_offline() -> bool:
-    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def _hub_hint(dataset: str, config: str, reason: str) -> str:
-    return (f"cannot load {dataset}/{config} from the HuggingFace hub ({reason}); pass --data.data_dir DIR holding "
-            f"the release files wiki.{{train,valid,test}}.tokens (or .raw)")
-
-
 def _load_hub(dataset: str, config: str):
-    """The hub dataset, or a one-line error at once when the hub cannot be reached (datasets itself retries for
-    half a minute before giving up)."""
-    if not _is_offline():
-        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-        host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
-        try:
-            socket.create_connection((host, port), timeout=5).close()
-        except OSError as e:
-            raise ValueError(_hub_hint(dataset, config, f"{host} unreachable: {e}; with a dataset already in the "
-                                                        f"HF cache set HF_HUB_OFFLINE=1")) from None
-    try:
-        import datasets  # only here: local release files need no hub client
-
-        return datasets.load_dataset(dataset, config)
-    except Exception as e:
-        raise ValueError(_hub_hint(dataset, config, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")) from None
+    return sources.load_hub(dataset, config, "pass --data.data_dir DIR holding the release files "
+                                             "wiki.{train,valid,test}.tokens (or .raw)")
 
 
 def _hub_lines(ds, split: str) -> Iterator[str]:

@@ -1,0 +1,55 @@
+"""Reading the sources of both data modules: local text files, checked line by line, and the HuggingFace hub,
+failing at once when it cannot be reached."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def read_lines(path: str | Path, layout: str) -> Iterator[str]:
+    """The lines of a text file without line ends (LF or CRLF) and without a leading UTF-8 BOM.
+
+    NUL bytes and invalid UTF-8 are errors naming ``file:line``: both mean the file is not in ``layout`` (or is
+    damaged), and guessing would silently change the text.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):  # binary lines split at \n only: a stray \r stays inside its line
+            if b"\x00" in raw:
+                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the {layout}")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
+                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            yield line.removesuffix("\n").removesuffix("\r")
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def load_hub(dataset: str, config: str, hint: str):
+    """``datasets.load_dataset(dataset, config)``, or a one-line ValueError ending in ``hint`` at once when the
+    hub cannot be reached (``datasets`` itself retries for half a minute or more before giving up)."""
+    if not is_offline():
+        endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as e:
+            raise ValueError(f"cannot load {dataset}/{config} from the HuggingFace hub ({host} unreachable: {e}; "
+                             f"with a dataset already in the HF cache set HF_HUB_OFFLINE=1); {hint}") from None
+    try:
+        import datasets  # only here: local files need no hub client
+
+        return datasets.load_dataset(dataset, config)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(f"cannot load {dataset}/{config} from the HuggingFace hub ({type(e).__name__}: {reason}); "
+                         f"{hint}") from None
