@@ -170,6 +170,25 @@ def test_no_temporary_checkpoint_files_survive_the_kills(runs):
     assert not [p.name for p in ckpts.iterdir() if p.name.startswith(".")]
 
 
+def test_resume_with_gradient_accumulation(tmp_path):
+    """The main config accumulates 8 batches per step: with 2 here, a run killed mid-epoch resumes at the last
+    optimizer step's checkpoint, replays the same batches and ends with identical weights."""
+    config = CONFIG.replace(f"max_steps: {MAX_STEPS}", "max_steps: 10\n  accumulate_grad_batches: 2")
+    config = config.replace(f"every_n_train_steps: {EVERY}", "every_n_train_steps: 3")
+    (tmp_path / "resume.yaml").write_text(textwrap.dedent(config))
+    full, killed = _fit(tmp_path, "full", "full.jsonl"), _fit(tmp_path, "killed", "killed.jsonl", kill_at=7)
+    _finish(killed, -signal.SIGKILL)
+    _finish(full, 0)
+    assert _ckpt(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["global_step"] == 6
+    _finish(_fit(tmp_path, "killed", "resumed.jsonl", ckpt_path="last"), 0)
+    full_records, resumed = _records(tmp_path / "full.jsonl"), _records(tmp_path / "resumed.jsonl")
+    assert len(full_records) == 20 and len(resumed) == 8  # batches 12..19 (steps 6..9), nothing replayed or skipped
+    assert resumed == full_records[12:]
+    a = _ckpt(tmp_path / "full/quickstart/checkpoints/last.ckpt")["state_dict"]
+    b = _ckpt(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["state_dict"]
+    assert _max_abs_diff(a, b) == 0.0
+
+
 # ---- untrusted checkpoint files: never run their code, fail in one line -------------------------------------------
 
 
