@@ -29,7 +29,7 @@ from tokenizers import Encoding, Tokenizer
 
 from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
-from lit_lm.model import BertForPreTraining, BertModel, Unpadded
+from lit_lm.model import BertForPreTraining, BertModel
 
 Text = Union[str, tuple[str, str]]
 """One input: a sentence, or a sentence pair ``(a, b)`` encoded as ``[CLS] a [SEP] b [SEP]``."""
@@ -86,30 +86,24 @@ def attention_maps(bert: BertModel, input_ids: torch.Tensor, token_type_ids: Opt
     """Attention probabilities of every block and head: (B, n_layer, n_head, T, T), rows summing to 1.
 
     The encoder calls ``scaled_dot_product_attention``, which returns no weights, so a forward hook on each block's
-    fused ``qkv`` projection captures its output and the maps are recomputed from it as SDPA defines them:
-    ``softmax(q k^T / sqrt(head_size))`` with padded keys (``attention_mask`` 0) excluded. Run ``bert`` in eval
-    mode: attention dropout is not applied here. Rows of padded query positions are returned too (they attend to
-    the real tokens; the encoder discards them).
+    attention captures its input and the maps are recomputed from it as SDPA defines them, with the block's own
+    queries and keys (rotary positions included) and mask (padded keys excluded, ALiBi's bias added):
+    ``softmax(q k^T / sqrt(head_size) + bias)``. Run ``bert`` in eval mode: attention dropout is not applied here.
+    Rows of padded query positions are returned too (they attend to the real tokens; the encoder discards them).
     """
-    captured: list[torch.Tensor] = []
-    hooks = [block.attn.qkv.register_forward_hook(lambda _m, _i, out: captured.append(out)) for block in bert.blocks]
+    captured: list[tuple] = []
+    hooks = [block.attn.register_forward_hook(lambda m, args, _out: captured.append((m, args))) for block in bert.blocks]
     try:
         bert(input_ids, token_type_ids, attention_mask)
     finally:
         for h in hooks:
             h.remove()
-    n_head, C = bert.config.n_head, bert.config.n_embd
-    B, T = input_ids.shape
     maps = []
-    for qkv in captured:  # (B, T, 3C) per block, or (N, 3C) when a padded batch ran on its real tokens only
-        if qkv.dim() == 2:
-            qkv = Unpadded(attention_mask).pad(qkv)  # the layout the encoder itself used
-        q, k, _ = qkv.float().split(C, dim=-1)
-        q = q.view(B, T, n_head, -1).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, n_head, -1).transpose(1, 2)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
-        if attention_mask is not None:
-            scores = scores.masked_fill(~attention_mask.bool()[:, None, None, :], float("-inf"))
+    for attn, (x, mask, *rest) in captured:
+        q, k, _ = attn.heads(x, *rest)  # (B, nh, T, hs) each
+        scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
+        if mask is not None:
+            scores = scores + mask.float() if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
         maps.append(scores.softmax(-1))
     return torch.stack(maps, dim=1)
 

@@ -48,8 +48,23 @@ class BertConfig:
     """Epsilon of every LayerNorm (BERT uses 1e-12)."""
     initializer_range: float = 0.02
     """Standard deviation of the truncated-normal initialisation of weights."""
-    position_embedding: Literal["learned", "sinusoidal"] = "learned"
-    """'learned' absolute positions as in BERT, or the fixed sinusoids of Vaswani et al. (2017)."""
+    position_embedding: Literal["learned", "sinusoidal", "none"] = "learned"
+    """Absolute positions added to the word embeddings: 'learned' as in BERT; 'sinusoidal', the fixed sinusoids of
+    Vaswani et al. (2017) times a learned scale that starts at 1/sqrt(n_embd) (Cramming's scaled sinusoids: unscaled,
+    their amplitude ~0.7 drowns word embeddings of std 0.02); 'none' (with ``relative_positions``)."""
+    relative_positions: Literal["none", "alibi", "rope"] = "none"
+    """Relative positions inside attention: 'alibi' adds -slope_h * |i - j| to the logits of head h (Press et al.,
+    2022, symmetric as MosaicBERT), a bias towards near keys from the first step; 'rope' rotates queries and keys
+    by their positions (Su et al., 2021; ModernBERT)."""
+    alibi_slope_scale: float = 1.0
+    """Multiplier of the ALiBi slopes 2^(-8(h+1)/n_head): with the 2 heads of BERT-Tiny the paper's 1/16 and 1/256
+    barely bias a 128-token window; 4 gives 1/4 and 1/64."""
+    pre_ln: bool = False
+    """Pre-LN blocks, x + Sublayer(LN(x)), with one final LayerNorm (Xiong et al., 2020), instead of BERT's post-LN."""
+    mlp: Literal["gelu", "geglu"] = "gelu"
+    """Feed-forward: BERT's GELU MLP, or the gated GEGLU of Shazeer (2020) (Cramming, ModernBERT)."""
+    bias: bool = True
+    """Biases in the blocks' linear layers (attention and feed-forward); False drops them, as Cramming does."""
     pad_token_id: int = 0
     """Id of the [PAD] token; its embedding row starts at zero."""
     pad_vocab_multiple: int = 1
@@ -58,6 +73,10 @@ class BertConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.position_embedding == "none" and self.relative_positions == "none":
+            raise ValueError("position_embedding='none' needs relative_positions 'alibi' or 'rope' (else no positions)")
+        if self.relative_positions == "rope" and self.head_size % 2:
+            raise ValueError(f"relative_positions='rope' needs an even head size, got {self.head_size}")
         if self.vocab_size < 1 or self.pad_vocab_multiple < 1:
             raise ValueError(f"vocab_size and pad_vocab_multiple must be >= 1, got {self.vocab_size}, {self.pad_vocab_multiple}")
 
@@ -119,16 +138,25 @@ class BertConfig:
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` content of the equivalent ``transformers.BertConfig``."""
-        if self.position_embedding != "learned":
-            raise ValueError("HuggingFace BERT has no sinusoidal positions; export needs position_embedding='learned'")
+        changed = self.non_bert_options()
+        if changed:
+            raise ValueError(f"a HuggingFace BERT cannot represent {', '.join(changed)}: only BERT's own architecture exports")
         out = {hf_key: getattr(self, name) for hf_key, name in _HF_KEYS.items()}
         out.update(model_type="bert", architectures=["BertForPreTraining"], hidden_act="gelu",
                    position_embedding_type="absolute")
         return out
 
+    def non_bert_options(self) -> list[str]:
+        """The architecture options set away from BERT's, as ``field=value`` strings (empty for a BERT)."""
+        bert = BertConfig()
+        return [f"{name}={getattr(self, name)!r}" for name in _OPTIONS if getattr(self, name) != getattr(bert, name)]
+
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+_OPTIONS = ("position_embedding", "relative_positions", "pre_ln", "mlp", "bias")
+"""Fields that change the architecture away from BERT's (alibi_slope_scale only matters with ALiBi)."""
 
 # HuggingFace config.json key -> BertConfig field
 _HF_KEYS = {

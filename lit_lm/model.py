@@ -5,6 +5,9 @@ learned absolute positions, erf GELU, tanh pooler, decoder tied to the word embe
 that converted weights give the same logits (tests/test_convert.py). Attention goes through
 ``F.scaled_dot_product_attention``; the MLM head can predict only the masked positions (sparse prediction, as
 NVIDIA's BERT recipe and Cramming do), which removes most of the vocabulary projection's work.
+
+The options of later encoders (BertConfig: pre_ln, relative_positions alibi/rope, scaled sinusoidal or no absolute
+positions, mlp geglu, bias) are small branches at the one place each acts on; with their defaults the model is BERT.
 """
 
 from __future__ import annotations
@@ -28,6 +31,33 @@ def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
     return pe.float()
 
 
+def alibi_slopes(n_head: int, scale: float = 1.0) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press et al., 2022): 2^(-8(h+1)/n) for n a power of two; otherwise those of the
+    nearest lower power of two, completed by every other slope of the next one (the paper's rule); times ``scale``."""
+
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    p = 2 ** int(math.floor(math.log2(n_head)))
+    slopes = geometric(p) + geometric(2 * p)[0::2][: n_head - p]
+    return torch.tensor(slopes) * scale
+
+
+def rope_tables(T: int, head_size: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles pos / 10000^(2i/hs) (Su et al., 2021), each (T, hs), in the
+    half-rotation layout (dimension i pairs with i + hs/2, as GPT-NeoX and ModernBERT)."""
+    inv_freq = 10000.0 ** (-torch.arange(0, head_size, 2, device=device, dtype=torch.float32) / head_size)  # (hs/2,)
+    angles = torch.arange(T, device=device, dtype=torch.float32)[:, None] * inv_freq  # (T, hs/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, hs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (..., T, hs) queries or keys by their positions: q_i . k_j then depends on i - j only."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+
+
 class Embeddings(nn.Module):
     """Word + position + segment embeddings, then LayerNorm and dropout."""
 
@@ -35,11 +65,13 @@ class Embeddings(nn.Module):
         super().__init__()
         C = config.n_embd
         self.word = nn.Embedding(config.padded_vocab_size, C, padding_idx=config.pad_token_id)
-        if config.position_embedding == "learned":
-            self.position = nn.Embedding(config.max_position_embeddings, C)
-        else:  # fixed table: a buffer, not a parameter, and rebuilt from the formula rather than saved
-            self.position = None
+        self.position = nn.Embedding(config.max_position_embeddings, C) if config.position_embedding == "learned" else None
+        if config.position_embedding == "sinusoidal":
+            # a fixed table (a buffer rebuilt from the formula, not saved) times a learned scale starting at
+            # 1/sqrt(C), so positions start at the words' magnitude instead of ~35x above it (Cramming)
             self.register_buffer("sinusoids", sinusoidal_positions(config.max_position_embeddings, C), persistent=False)
+            self.position_scale = nn.Parameter(torch.tensor(C**-0.5))
+        self.kind = config.position_embedding
         self.token_type = nn.Embedding(config.type_vocab_size, C)
         self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.drop = nn.Dropout(config.hidden_dropout)
@@ -49,8 +81,11 @@ class Embeddings(nn.Module):
         T = input_ids.shape[1]
         if T > self.max_positions:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
-        pos = self.position.weight[:T] if self.position is not None else self.sinusoids[:T]  # (T, C)
-        x = self.word(input_ids) + pos + self.token_type(token_type_ids)  # (B, T, C)
+        x = self.word(input_ids) + self.token_type(token_type_ids)  # (B, T, C)
+        if self.kind == "learned":
+            x = x + self.position.weight[:T]  # (T, C), broadcast over the batch
+        elif self.kind == "sinusoidal":
+            x = x + self.position_scale * self.sinusoids[:T]
         return self.drop(self.ln(x))
 
 
@@ -60,40 +95,58 @@ class SelfAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.n_head, self.n_embd = config.n_head, config.n_embd
-        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = config.attention_dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None) -> torch.Tensor:
-        C = self.n_embd
+    def heads(self, x: torch.Tensor, layout: "Unpadded | None" = None, rope: "tuple[torch.Tensor, torch.Tensor] | None" = None):
+        """Queries, keys and values, (B, nh, T, hs) each, with the rotary positions applied when ``rope`` is given."""
         qkv = self.qkv(x)  # (B, T, 3C), or (N, 3C) for the N real tokens of an unpadded batch
         if layout is not None:
             qkv = layout.pad(qkv)  # (B, T, 3C); pad rows are zeros and are masked out as keys
         B, T, _ = qkv.shape
-        q, k, v = qkv.split(C, dim=-1)  # (B, T, C) each
+        q, k, v = qkv.split(self.n_embd, dim=-1)  # (B, T, C) each
         q = q.view(B, T, self.n_head, -1).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, -1).transpose(1, 2)
         v = v.view(B, T, self.n_head, -1).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None,
+                rope: "tuple[torch.Tensor, torch.Tensor] | None" = None) -> torch.Tensor:
+        q, k, v = self.heads(x, layout, rope)
+        B, _, T, _ = q.shape
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)  # ALiBi's float bias must match q under autocast
         p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, self.n_embd)  # (B, T, C)
         if layout is not None:
             y = layout.unpad(y)  # (N, C)
         return self.proj(y)
 
 
 class MLP(nn.Module):
+    """GELU(x W1) W2 as BERT, or with ``mlp='geglu'`` (GELU(x W) * x V) W2 (Shazeer, 2020)."""
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, config.intermediate_size)
-        self.proj = nn.Linear(config.intermediate_size, config.n_embd)
+        self.glu = config.mlp == "geglu"
+        self.fc = nn.Linear(config.n_embd, (2 if self.glu else 1) * config.intermediate_size, bias=config.bias)
+        self.proj = nn.Linear(config.intermediate_size, config.n_embd, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        h = self.fc(x)  # (..., I), or (..., 2I) for GEGLU
+        if self.glu:
+            h, gate = h.chunk(2, dim=-1)  # (..., I) each
+            return self.proj(F.gelu(h) * gate)
+        return self.proj(F.gelu(h))
 
 
 class Block(nn.Module):
-    """Post-LN transformer block, as in BERT: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(MLP(x)))."""
+    """Post-LN transformer block, as in BERT: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(MLP(x))).
+    With ``pre_ln``: x = x + Drop(Attn(LN(x))); x = x + Drop(MLP(LN(x))), the residual path left unnormalised."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -102,9 +155,14 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
         self.drop = nn.Dropout(config.hidden_dropout)
+        self.pre_ln = config.pre_ln
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None) -> torch.Tensor:
-        x = self.ln_1(x + self.drop(self.attn(x, mask, layout)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, layout: "Unpadded | None" = None,
+                rope: "tuple[torch.Tensor, torch.Tensor] | None" = None) -> torch.Tensor:
+        if self.pre_ln:
+            x = x + self.drop(self.attn(self.ln_1(x), mask, layout, rope))
+            return x + self.drop(self.mlp(self.ln_2(x)))
+        x = self.ln_1(x + self.drop(self.attn(x, mask, layout, rope)))
         return self.ln_2(x + self.drop(self.mlp(x)))
 
 
@@ -128,14 +186,29 @@ class Unpadded:
 
 
 class BertModel(nn.Module):
-    """Embeddings, ``n_layer`` blocks and the tanh pooler over the [CLS] position."""
+    """Embeddings, ``n_layer`` blocks (and a final LayerNorm for pre-LN) and the tanh pooler over [CLS]."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps) if config.pre_ln else None
         self.pooler = nn.Linear(config.n_embd, config.n_embd)
+        if config.relative_positions == "alibi":
+            self.register_buffer("alibi", alibi_slopes(config.n_head, config.alibi_slope_scale), persistent=False)
+
+    def attention_inputs(self, attention_mask: torch.Tensor | None, T: int, device: torch.device):
+        """What every block's attention takes besides x: the mask (None, bool (B, 1, 1, T) over keys, or with ALiBi
+        the float bias (1 or B, nh, T, T) with padded keys at -inf) and the rotary tables (or None)."""
+        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # True = attend
+        rope = rope_tables(T, self.config.head_size, device) if self.config.relative_positions == "rope" else None
+        if self.config.relative_positions == "alibi":
+            pos = torch.arange(T, device=device)
+            distance = (pos[None, :] - pos[:, None]).abs()  # (T, T)
+            bias = -self.alibi[:, None, None] * distance  # (nh, T, T)
+            mask = bias[None] if mask is None else bias[None].masked_fill(~mask, float("-inf"))  # (B, nh, T, T)
+        return mask, rope
 
     def forward(
         self,
@@ -146,15 +219,16 @@ class BertModel(nn.Module):
         """Returns hidden states (B, T, C) and the pooled [CLS] vector (B, C)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        mask = layout = None
+        layout = None
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
-        if attention_mask is not None:
-            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend to this key
-            if not mask.all():
-                layout = Unpadded(attention_mask)
-                x = layout.unpad(x)  # (N, C)
+        mask, rope = self.attention_inputs(attention_mask, input_ids.shape[1], input_ids.device)
+        if attention_mask is not None and not attention_mask.all():
+            layout = Unpadded(attention_mask)
+            x = layout.unpad(x)  # (N, C)
         for block in self.blocks:
-            x = block(x, mask, layout)
+            x = block(x, mask, layout, rope)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
         if layout is not None:
             x = layout.pad(x)  # (B, T, C); pad positions hold zeros
         pooled = torch.tanh(self.pooler(x[:, 0]))
