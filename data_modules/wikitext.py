@@ -33,9 +33,11 @@ from torch.utils.data import DataLoader, Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from data_modules import sources
+from data_modules.baselines import count_baselines
 from data_modules.cache import building, discard, log
 from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
+from data_modules.packing import PackedDataset
 from data_modules.sampling import ResumableSampler
 from data_modules.tokenizer import SpecialIds, continuation_mask, load_tokenizer, special_ids, train_tokenizer
 
@@ -43,8 +45,8 @@ from data_modules.tokenizer import SpecialIds, continuation_mask, load_tokenizer
 # Lightning's check for a resumable DataLoader misses it and warns on every mid-epoch resume.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
-FORMAT_VERSION = 1
-"""Bump when the cache layout or the text processing changes, so old caches are not reused."""
+FORMAT_VERSION = 2
+"""2: negations joined (sources.join_contractions). Bump when the cache layout or the text processing changes, so old caches are not reused."""
 
 SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 """Split name -> the infix of its release file (``wiki.valid.tokens`` holds the validation split)."""
@@ -134,7 +136,7 @@ def article_sentences(article: Article, detok: bool = True) -> list[str]:
     the tokenizer then reads it as its unknown token instead of the pieces ``<``, ``unk``, ``>``)."""
     out = []
     for p in article.paragraphs:
-        p = p.replace("<unk>", "[UNK]")
+        p = sources.join_contractions(p.replace("<unk>", "[UNK]"))
         out.extend(split_sentences(detokenize(p) if detok else p))
     return out
 
@@ -178,6 +180,8 @@ class WikiText103DataModule(L.LightningDataModule):
         max_seq_len: longest pretraining sequence, special tokens included.
         short_seq_prob: probability of a shorter random sequence length (BERT: 0.1).
         nsp_prob: probability that sentence B is a random sentence from another article (label 1).
+        nsp: build next-sentence pairs; False (linked from --model.nsp) packs contiguous text to ``max_seq_len``
+            instead (RoBERTa's FULL-SENTENCES, data_modules.packing).
         mlm_probability: fraction of tokens to mask and predict (BERT: 0.15).
         whole_word_masking: mask all the WordPieces of a word together.
         batch_size: training batch size per device.
@@ -203,6 +207,7 @@ class WikiText103DataModule(L.LightningDataModule):
         max_seq_len: int = 128,
         short_seq_prob: float = 0.1,
         nsp_prob: float = 0.5,
+        nsp: bool = True,
         mlm_probability: float = 0.15,
         whole_word_masking: bool = False,
         batch_size: int = 32,
@@ -238,7 +243,7 @@ class WikiText103DataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser()
         self.vocab_size, self.lowercase, self.detokenize = vocab_size, lowercase, detokenize
         self.tokenizer_source, self.tokenizer_sample_bytes = tokenizer, tokenizer_sample_bytes
-        self.max_seq_len, self.short_seq_prob, self.nsp_prob = max_seq_len, short_seq_prob, nsp_prob
+        self.max_seq_len, self.short_seq_prob, self.nsp_prob, self.nsp = max_seq_len, short_seq_prob, nsp_prob, nsp
         self.mlm_probability, self.whole_word_masking = mlm_probability, whole_word_masking
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.pad_to_multiple_of = num_workers, pad_to_multiple_of
@@ -247,6 +252,7 @@ class WikiText103DataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.tokenizer_json: str | None = None
         self.special: SpecialIds | None = None
+        self.baselines: dict | None = None  # count baselines of the validation split (data_modules.baselines)
         self.datasets: dict[str, Dataset] = {}
         self._train_sampler: ResumableSampler | None = None
         self._resume: dict[str, int] | None = None  # sampler state from a checkpoint, applied to the next train loader
@@ -342,6 +348,13 @@ class WikiText103DataModule(L.LightningDataModule):
             if counts[split]["articles"] < 2:  # NSP draws random B's from another article
                 raise ValueError(f"{sources[split]}: {counts[split]['articles']} articles with text; need at least 2 "
                                  f"(articles start at ' = Title = ' lines)")
+        t = time.perf_counter()
+        baselines = count_baselines(np.load(out / "train.ids.npy", mmap_mode="r"),
+                                    np.load(out / "validation.ids.npy", mmap_mode="r"), tok.get_vocab_size(),
+                                    ignore=special_ids(tok).all)
+        (out / "baselines.json").write_text(json.dumps(baselines, indent=2) + "\n")
+        timings["baselines_s"] = round(time.perf_counter() - t, 2)
+        _log(f"count baselines of the validation split: {baselines}")
         timings["total_s"] = round(time.perf_counter() - t0, 2)
         return {"key": self.cache_key(), "vocab_size_reached": tok.get_vocab_size(), "ids_dtype": np.dtype(dtype).name,
                 "counts": counts, "timings": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -367,12 +380,19 @@ class WikiText103DataModule(L.LightningDataModule):
             self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
             _check_vocab(self.tokenizer.get_vocab_size(), self.vocab_size, f"tokenizer {cache / 'tokenizer.json'}")
             self.special = special_ids(self.tokenizer)
+            path = cache / "baselines.json"
+            self.baselines = json.loads(path.read_text()) if path.is_file() else None
         splits = {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"], "predict": []}
         for split in splits.get(stage, list(SPLITS)) if stage else list(SPLITS):
             if split in self.datasets:
                 continue
             arrays = [np.load(cache / f"{split}.{name}.npy", mmap_mode="r") for name in ("ids", "sent", "art")]
-            if split == "train":
+            if not self.nsp:
+                ds = PackedDataset(*arrays, self.special, self.max_seq_len)
+                if split != "train" and self.max_val_pairs is not None and self.max_val_pairs < len(ds):
+                    ds = _FixedSubset(ds, np.linspace(0, len(ds) - 1, self.max_val_pairs).round().astype(np.int64))
+                self.datasets[split] = ds
+            elif split == "train":
                 self.datasets[split] = NSPDataset(*arrays, self.special, self.max_seq_len, self.short_seq_prob,
                                                   self.nsp_prob, seed=self.seed)
             else:

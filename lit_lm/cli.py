@@ -36,6 +36,8 @@ class LitLMCLI(LightningCLI):
         # Links whose source or target a chosen class lacks are skipped: pretraining uses the first,
         # GLUE fine-tuning the second.
         parser.link_arguments("data.init_args.vocab_size", "model.init_args.vocab_size")
+        # MLM-only pretraining (--model.nsp false) reads packed text instead of sentence pairs.
+        parser.link_arguments("model.init_args.nsp", "data.init_args.nsp")
         parser.link_arguments("data.init_args.task_name", "model.init_args.num_labels", compute_fn=num_labels)
         # Fine-tuning states the tokenizer once, in the data config; the model sizes a random-init encoder by it.
         parser.link_arguments("data.init_args.tokenizer", "model.init_args.tokenizer")

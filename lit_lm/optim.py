@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal, Union
 
 import torch
 import torch.nn as nn
@@ -22,16 +22,32 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def decay(progress: float, schedule: Schedule = "linear") -> float:
+    """Multiplier of the peak learning rate after warmup, ``progress`` (0..1) of the way through the decay."""
+    progress = min(1.0, max(0.0, progress))
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: Schedule = "linear") -> float:
     """Multiplier of the peak learning rate at ``step``: linear warmup, then decay to zero at ``total_steps``."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps  # the first step already trains (BERT's warmup starts above zero)
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return decay((step - warmup_steps) / max(1, total_steps - warmup_steps), schedule)
+
+
+def time_budget_factor(step: int, elapsed: float, warmup: Union[int, float], schedule: Schedule = "linear") -> float:
+    """Multiplier at ``step`` when ``elapsed`` (0..1) of a wall-time budget is spent: the smaller of the warmup ramp
+    (``warmup`` steps, or a fraction of the budget if a float < 1) and the decay over the whole budget, so the rate
+    reaches zero when the time does however many steps fit (Izsak et al., 2021; Cramming's budget schedules)."""
+    if isinstance(warmup, float) and warmup < 1:
+        ramp = elapsed / warmup
+    else:
+        ramp = (step + 1) / max(1, int(warmup))
+    return min(1.0, ramp, decay(elapsed, schedule))
 
 
 def adamw(model: nn.Module, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> torch.optim.AdamW:
@@ -48,4 +64,11 @@ def warmup_decay(
 ) -> dict:
     """A per-step LambdaLR in the dict form ``configure_optimizers`` returns."""
     fn = lambda step: lr_factor(step, warmup_steps, total_steps, schedule)  # noqa: E731
+    return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, fn), "interval": "step", "frequency": 1}
+
+
+def time_budget(optimizer: torch.optim.Optimizer, warmup: Union[int, float], schedule: Schedule,
+                elapsed: Callable[[], float]) -> dict:
+    """A per-step LambdaLR following :func:`time_budget_factor`; ``elapsed()`` gives the share of the budget spent."""
+    fn = lambda step: time_budget_factor(step, elapsed(), warmup, schedule)  # noqa: E731
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, fn), "interval": "step", "frequency": 1}

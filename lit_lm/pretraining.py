@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_lm.config import BertConfig
 from lit_lm.model import BertForPreTraining
-from lit_lm.optim import Schedule, adamw, warmup_decay
+from lit_lm.optim import Schedule, adamw, time_budget, warmup_decay
 
 
 def resolve_config(config: Union[str, BertConfig, dict], **overrides: Any) -> BertConfig:
@@ -37,7 +38,8 @@ def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted:
     total at T = 128.
     """
     d, L_, V = config.n_embd, config.n_layer, config.vocab_size
-    n_blocks = L_ * (4 * d * d + 2 * d * config.intermediate_size)  # q, k, v, o + the two MLP matrices
+    n_mlp = (3 if config.mlp == "geglu" else 2) * d * config.intermediate_size  # GEGLU's first matrix is 2x wide
+    n_blocks = L_ * (4 * d * d + n_mlp)  # q, k, v, o + the MLP matrices
     rows = n_tokens if n_query_rows is None else n_query_rows
     return 6 * n_blocks * n_tokens + 12 * L_ * seq_len * d * rows + 6 * (d * d + d * V) * n_predicted
 
@@ -56,9 +58,11 @@ class MLMPretraining(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: Union[int, float] = 10000,
         schedule: Schedule = "linear",
+        budget: Literal["steps", "time"] = "steps",
         nsp: bool = True,
         sparse_prediction: bool = True,
         compile: bool = False,
+        plateau_check: Optional[float] = 0.25,
     ) -> None:
         """
         Args:
@@ -72,9 +76,15 @@ class MLMPretraining(L.LightningModule):
             weight_decay: Decoupled weight decay on weight matrices; biases and LayerNorm are not decayed.
             warmup_steps: Linear warmup length: optimizer steps (int) or a fraction of the total (float < 1).
             schedule: Decay after warmup: linear to zero (BERT), cosine to zero, or constant.
+            budget: What the schedule runs over: 'steps' (to ``trainer.max_steps``) or 'time' (to ``trainer.max_time``:
+                the rate reaches zero when the time does, however many steps fit; warmup as steps or a float < 1,
+                a fraction of the time).
             nsp: Train the next-sentence-prediction head too (turn off for MLM-only, as RoBERTa).
             sparse_prediction: Send only the masked positions through the vocabulary projection (same loss, less work).
             compile: Compile the encoder with torch.compile (costs 10-30 s at start; pays off on GPUs).
+            plateau_check: Share of the budget (steps or time) after which the run says in one line that val/mlm_acc
+                is still below the left-bigram count baseline of the validation split (the data module computes the
+                baselines and they are logged beside val/mlm_acc); None: never.
         """
         super().__init__()
         self.config = resolve_config(config, **{**(config_overrides or {}), "vocab_size": vocab_size})
@@ -82,6 +92,9 @@ class MLMPretraining(L.LightningModule):
         self.save_hyperparameters(ignore=["config", "config_overrides"])
         self.hparams["config"] = self.config.asdict()
         self.model = BertForPreTraining(self.config)
+        if not nsp:  # MLM only: the pooler and NSP head get no gradient; frozen, DDP has no unused parameter
+            self.model.bert.pooler.requires_grad_(False)
+            self.model.nsp_head.requires_grad_(False)
         if compile:  # in place: the state dict keeps its keys (no "_orig_mod." prefix in checkpoints)
             self.model.compile(dynamic=True)
         self.tokenizer_json: Optional[str] = None  # set from the data module; saved in every checkpoint
@@ -90,6 +103,8 @@ class MLMPretraining(L.LightningModule):
         self.val_nsp_acc = MulticlassAccuracy(num_classes=2, average="micro")
         self.val_mlm_loss, self.val_nsp_loss = MeanMetric(), MeanMetric()
         self.flops_per_batch = 0  # read by ThroughputMonitor after each training batch
+        self.baselines: Optional[dict] = None  # count baselines of the validation split, from the data module
+        self._plateau_said = False
 
     # ---- steps -------------------------------------------------------------------------------------------
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -106,8 +121,10 @@ class MLMPretraining(L.LightningModule):
         out = {"mlm_loss": F.cross_entropy(mlm_logits.float(), targets, ignore_index=-100)}
         out["mlm_logits"], out["mlm_targets"] = mlm_logits, targets
         out["nsp_logits"] = nsp_logits
-        out["nsp_loss"] = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
-        out["loss"] = out["mlm_loss"] + out["nsp_loss"] if self.hparams.nsp else out["mlm_loss"]
+        out["loss"] = out["mlm_loss"]
+        if self.hparams.nsp:
+            out["nsp_loss"] = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
+            out["loss"] = out["mlm_loss"] + out["nsp_loss"]
         return out
 
     def _flops(self, batch: dict[str, torch.Tensor]) -> int:
@@ -119,21 +136,17 @@ class MLMPretraining(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self._losses(batch)
         with torch.no_grad():
-            mlm_acc = (out["mlm_logits"].argmax(-1) == out["mlm_targets"]).float()[out["mlm_targets"] != -100].mean()
-            nsp_acc = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
-        self.flops_per_batch = self._flops(batch)
-        B = batch["input_ids"].shape[0]
-        self.log_dict(
-            {
+            metrics = {
                 "train/loss": out["loss"],
                 "train/mlm_loss": out["mlm_loss"],
-                "train/nsp_loss": out["nsp_loss"],
-                "train/mlm_acc": mlm_acc,
-                "train/nsp_acc": nsp_acc,
+                "train/mlm_acc": (out["mlm_logits"].argmax(-1) == out["mlm_targets"]).float()[out["mlm_targets"] != -100].mean(),
                 "train/perplexity": torch.exp(out["mlm_loss"].detach()),
-            },
-            batch_size=B,
-        )
+            }
+            if self.hparams.nsp:
+                metrics["train/nsp_loss"] = out["nsp_loss"]
+                metrics["train/nsp_acc"] = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
+        self.flops_per_batch = self._flops(batch)
+        self.log_dict(metrics, batch_size=batch["input_ids"].shape[0])
         return out["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -149,26 +162,56 @@ class MLMPretraining(L.LightningModule):
         self.flops_per_batch = self._flops(batch) // 3  # forward only: a third of a training step's FLOPs
         # Weighted by tokens / pairs, so the epoch value is the corpus mean, not a mean of batch means.
         self.val_mlm_loss.update(out["mlm_loss"], n_masked)
-        self.val_nsp_loss.update(out["nsp_loss"], batch["input_ids"].shape[0])
         self.val_mlm_acc.update(out["mlm_logits"], out["mlm_targets"])
-        self.val_nsp_acc.update(out["nsp_logits"], batch["next_sentence_label"])
+        if self.hparams.nsp:
+            self.val_nsp_loss.update(out["nsp_loss"], batch["input_ids"].shape[0])
+            self.val_nsp_acc.update(out["nsp_logits"], batch["next_sentence_label"])
 
     def on_validation_epoch_end(self) -> None:
         mlm_loss = self.val_mlm_loss.compute()
+        metrics = {"val/mlm_loss": mlm_loss, "val/mlm_acc": self.val_mlm_acc.compute(), "val/perplexity": torch.exp(mlm_loss)}
+        if self.hparams.nsp:
+            metrics.update({"val/nsp_loss": self.val_nsp_loss.compute(), "val/nsp_acc": self.val_nsp_acc.compute()})
         self.log_dict(
-            {
-                "val/mlm_loss": mlm_loss,
-                "val/nsp_loss": self.val_nsp_loss.compute(),
-                "val/mlm_acc": self.val_mlm_acc.compute(),
-                "val/nsp_acc": self.val_nsp_acc.compute(),
-                "val/perplexity": torch.exp(mlm_loss),
-            },
+            metrics,
             prog_bar=True,
             sync_dist=True,  # already synced by torchmetrics' compute(); this only keeps Lightning from warning
         )
         for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
             m.reset()
         self._log_examples()
+        self._check_plateau(float(metrics["val/mlm_acc"]))
+
+    def _check_plateau(self, acc: float) -> None:
+        """Log the count baselines beside val/mlm_acc and say once, in one line, when the model is still below the
+        left-bigram baseline past ``plateau_check`` of its budget: it has learned frequencies, not context."""
+        if not self.baselines or self.trainer.sanity_checking:
+            return
+        names = ("unigram", "left_bigram", "both_neighbours")
+        self.log_dict({f"val/baseline_{n}_acc": float(self.baselines[n]) for n in names if n in self.baselines},
+                      sync_dist=True)  # the same on every rank; this only keeps Lightning from warning
+        if self.trainer.state.fn != "fit":  # a plain validate has no budget
+            return
+        spent, share = self.budget_spent(), self.hparams.plateau_check
+        bigram = self.baselines.get("left_bigram")
+        if share is None or spent is None or bigram is None or spent < share or acc >= bigram or self._plateau_said:
+            return
+        self._plateau_said = True
+        rank_zero_info(
+            f"plateau: val/mlm_acc {100 * acc:.1f}% at step {self.global_step} ({100 * spent:.0f}% of the budget) is "
+            f"still below the left-bigram count baseline {100 * bigram:.1f}% (unigram {100 * self.baselines['unigram']:.1f}%): "
+            f"the model predicts word frequencies, not context; see README 'Small-budget pretraining' for the levers")
+
+    def budget_spent(self) -> Optional[float]:
+        """The share of the training budget spent: of --trainer.max_time with budget 'time', else of the steps."""
+        if self.hparams.budget == "time":
+            timer = self._timer()
+            return None if timer is None else timer.time_elapsed() / (timer.time_elapsed() + max(0.0, timer.time_remaining()))
+        total = self.trainer.estimated_stepping_batches
+        return self.global_step / total if math.isfinite(total) and total > 0 else None
+
+    def _timer(self) -> Optional[Timer]:
+        return next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer) and cb.time_remaining() is not None), None)
 
     def _log_examples(self) -> None:
         """Masked predictions as text: each masked token shown as **predicted** (true)."""
@@ -195,10 +238,10 @@ class MLMPretraining(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         mlm_loss = self.val_mlm_loss.compute()
-        self.log_dict(
-            {"test/mlm_loss": mlm_loss, "test/mlm_acc": self.val_mlm_acc.compute(), "test/nsp_acc": self.val_nsp_acc.compute(),
-             "test/perplexity": torch.exp(mlm_loss)}
-        )
+        metrics = {"test/mlm_loss": mlm_loss, "test/mlm_acc": self.val_mlm_acc.compute(), "test/perplexity": torch.exp(mlm_loss)}
+        if self.hparams.nsp:
+            metrics["test/nsp_acc"] = self.val_nsp_acc.compute()
+        self.log_dict(metrics)
         for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
             m.reset()
 
@@ -212,6 +255,13 @@ class MLMPretraining(L.LightningModule):
     def configure_optimizers(self) -> dict:
         h = self.hparams
         optimizer = adamw(self.model, h.lr, tuple(h.betas), h.eps, h.weight_decay)
+        if h.budget == "time":
+            timer = self._timer()
+            if timer is None:
+                raise ValueError("--model.budget time needs --trainer.max_time (e.g. 00:01:00:00 for an hour)")
+            duration = timer.time_elapsed() + timer.time_remaining()  # the budget, whatever share a resume has spent
+            elapsed = lambda: timer.time_elapsed() / duration  # noqa: E731
+            return {"optimizer": optimizer, "lr_scheduler": time_budget(optimizer, h.warmup_steps, h.schedule, elapsed)}
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, max(1, warmup), total, h.schedule)}
@@ -222,6 +272,7 @@ class MLMPretraining(L.LightningModule):
         tokenizer_json = getattr(dm, "tokenizer_json", None)
         if tokenizer_json is not None:
             self.tokenizer_json = tokenizer_json
+        self.baselines = getattr(dm, "baselines", None)
         max_seq_len = getattr(dm, "max_seq_len", None)
         if max_seq_len is not None and max_seq_len > self.config.max_position_embeddings:
             raise ValueError(f"--data.max_seq_len={max_seq_len} exceeds the model's position table "
@@ -230,7 +281,7 @@ class MLMPretraining(L.LightningModule):
     def on_fit_start(self) -> None:
         # Register the final val metrics with the hyper-parameters so TensorBoard's HPARAMS tab compares runs.
         if self.logger is not None:
-            names = ["val/mlm_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"]
+            names = ["val/mlm_loss", "val/mlm_acc", "val/perplexity"] + (["val/nsp_acc"] if self.hparams.nsp else [])
             self.logger.log_hyperparams(self.hparams, {name: float("nan") for name in names})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

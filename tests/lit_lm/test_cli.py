@@ -10,7 +10,8 @@ import pytest
 from lit_lm.cli import LitLMCLI, main
 
 REPO = Path(__file__).resolve().parents[2]
-PRETRAIN_LAYERS = ["configs/quickstart.yaml", "configs/wikitext2_tiny.yaml"]  # layered on cli.yaml
+PRETRAIN_LAYERS = ["configs/quickstart.yaml", "configs/wikitext2_tiny.yaml"]  # layered on cli.yaml (tiny models)
+BUDGET_LAYERS = ["configs/cpu_hour.yaml"]
 STANDALONE = ["configs/sst2.yaml", "configs/quickstart_sst2.yaml"]
 
 
@@ -23,7 +24,7 @@ def _instantiate(args: list[str], monkeypatch) -> LitLMCLI:
 
 def test_every_yaml_in_the_repo_is_covered():
     yamls = {str(p.relative_to(REPO)) for p in REPO.glob("*.yaml")} | {str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml")}
-    assert yamls == {"cli.yaml", *PRETRAIN_LAYERS, *STANDALONE}, "a new YAML needs a parse test below"
+    assert yamls == {"cli.yaml", *PRETRAIN_LAYERS, *BUDGET_LAYERS, *STANDALONE}, "a new YAML needs a parse test below"
 
 
 def test_main_config_is_bert_base_recipe(monkeypatch):
@@ -44,12 +45,32 @@ def test_pretraining_layers_instantiate(layer, monkeypatch):
     assert cli.model.config.n_layer == 2
 
 
+def test_cpu_hour_is_a_time_budget_recipe(monkeypatch):
+    cli = _instantiate(["--config", "cli.yaml", "--config", "configs/cpu_hour.yaml"], monkeypatch)
+    c, h, t = cli.model.config, cli.model.hparams, cli.trainer
+    assert (c.n_layer, c.n_embd, c.relative_positions, c.hidden_dropout) == (4, 256, "alibi", 0.0)
+    assert h.budget == "time" and t.max_steps == -1 and cli.config["trainer"]["max_time"] == "00:01:00:00"
+    assert c.vocab_size == cli.datamodule.vocab_size == 8192
+
+
+def test_mlm_only_reads_packed_text(tmp_path, monkeypatch):
+    from data_modules.packing import PackedDataset
+
+    cli = _instantiate(["--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--model.nsp", "false",
+                        "--data.cache_dir", str(tmp_path)], monkeypatch)
+    assert cli.model.hparams.nsp is False and cli.datamodule.nsp is False  # linked: stated once
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    assert isinstance(cli.datamodule.datasets["train"], PackedDataset)
+
+
 def test_finetuning_configs_instantiate(quickstart_run, monkeypatch):
     ckpt = str(quickstart_run / "checkpoints" / "last.ckpt")
     for config in STANDALONE:
         cli = _instantiate(["--config", config, "--model.pretrained", ckpt], monkeypatch)
         assert cli.model.hparams.num_labels == 2  # linked from data.task_name
         assert cli.datamodule.hparams.tokenizer == ckpt  # defaults to the one inside --model.pretrained
+        assert cli.trainer.gradient_clip_val == 1.0 and cli.model.dropout.p == 0.1
 
 
 def _error(args: list[str], capsys, monkeypatch) -> str:

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
 
 WORLD = 2
-BATCH = 16
-MAX_STEPS = 10  # 8 batches of 16 per rank and epoch on the bundled corpus: crosses into epoch 1
+BATCH = 28
+MAX_STEPS = 10  # ~474 pairs on the bundled corpus: 8 batches of 28 per rank and epoch, so it crosses into epoch 1
 CONFIG = f"""
 trainer:
   max_steps: {MAX_STEPS}
@@ -125,7 +125,8 @@ def test_validation_metrics_are_synced_across_ranks(ddp_run):
         # ... and logged the metrics of both shards (torchmetrics syncs in compute())
         m0 = {k: v for k, v in v0.items() if k.startswith("val/")}
         m1 = {k: v for k, v in v1.items() if k.startswith("val/")}
-        assert set(m0) == {"val/mlm_loss", "val/nsp_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"}
+        assert set(m0) == {"val/mlm_loss", "val/nsp_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity",
+                           "val/baseline_unigram_acc", "val/baseline_left_bigram_acc", "val/baseline_both_neighbours_acc"}
         assert m0 == m1
 
 

@@ -3,7 +3,7 @@ import torch
 
 from lit_lm.config import BertConfig
 from lit_lm.model import BertForPreTraining
-from lit_lm.optim import lr_factor, param_groups
+from lit_lm.optim import lr_factor, param_groups, time_budget_factor
 
 
 def test_no_decay_on_bias_and_layernorm():
@@ -25,3 +25,17 @@ def test_schedule_linear_warmup_then_decay():
     assert lr_factor(100, 10, 100) == pytest.approx(0.0)
     assert lr_factor(55, 10, 100, "cosine") == pytest.approx(0.5)
     assert lr_factor(77, 10, 100, "constant") == 1.0
+
+
+def test_time_budget_reaches_zero_when_the_time_does():
+    # warmup as a fraction of the time, then linear decay over the whole budget; the smaller of the two counts
+    assert time_budget_factor(0, 0.0, 0.1) == 0.0
+    assert time_budget_factor(3, 0.05, 0.1) == pytest.approx(0.5)
+    assert time_budget_factor(999, 0.5, 0.1) == pytest.approx(0.5)
+    assert time_budget_factor(10**6, 1.0, 0.1) == 0.0
+    assert time_budget_factor(10**6, 1.3, 0.1) == 0.0  # past the budget (the step that hits the limit)
+    # warmup in steps
+    assert time_budget_factor(0, 0.0, 10) == pytest.approx(0.1)
+    assert time_budget_factor(4, 0.9, 10) == pytest.approx(0.1)  # decay wins once it is below the ramp
+    assert time_budget_factor(500, 0.5, 10, "cosine") == pytest.approx(0.5)
+    assert time_budget_factor(500, 0.5, 10, "constant") == 1.0

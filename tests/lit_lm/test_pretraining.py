@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from lit_lm.config import BertConfig
 from lit_lm.model import BertForPreTraining
 from lit_lm.pretraining import MLMPretraining, training_flops
 
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "data_modules" / "samples" / "wikitext"
 SCALARS = ["train/loss", "train/mlm_loss", "train/nsp_loss", "train/mlm_acc", "train/nsp_acc", "train/perplexity",
            "val/mlm_loss", "val/nsp_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"]
 
@@ -131,6 +134,39 @@ def test_quickstart_checkpoint_is_self_sufficient(quickstart_run):
     assert module.tokenizer_json == ckpt["tokenizer"]
 
 
+# ---- the time budget through the real CLI ------------------------------------------------------------------------
+
+
+def test_time_budget_run_ends_with_the_rate_near_zero(tmp_path, monkeypatch):
+    """configs/cpu_hour.yaml with a few seconds instead of an hour: the schedule follows --trainer.max_time."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lit_lm.cli import main
+
+    monkeypatch.chdir(REPO)
+    main(["fit", "--config", "cli.yaml", "--config", "configs/cpu_hour.yaml", "--data.data_dir", str(SAMPLES),
+          "--trainer.max_time", "00:00:00:06", "--trainer.precision", "32-true", "--model.config", "tiny",
+          "--data.vocab_size", "4096", "--trainer.val_check_interval", "1000", "--trainer.log_every_n_steps", "1",
+          "--trainer.enable_progress_bar", "false", f"--trainer.logger.init_args.save_dir={tmp_path}",
+          f"--data.cache_dir={tmp_path / 'cache'}"])
+    acc = EventAccumulator(str(tmp_path / "cpu_hour")).Reload()
+    lrs = [e.value for e in acc.Scalars("lr-AdamW/pg1")]
+    assert len(lrs) > 10 and max(lrs) > 0.5e-3  # warmed up to near the peak (1e-3) ...
+    assert lrs[-1] < 0.15e-3, lrs[-5:]  # ... and down to near zero when the 6 s were spent
+
+
+def test_time_budget_without_max_time_is_one_line(tmp_path, capsys, monkeypatch):
+    from lit_lm.cli import main
+
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--model.budget", "time",
+              "--trainer.enable_progress_bar", "false", f"--trainer.logger.init_args.save_dir={tmp_path}",
+              f"--data.cache_dir={tmp_path / 'cache'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "lit-lm: error: --model.budget time needs --trainer.max_time (e.g. 00:01:00:00 for an hour)"
+
+
 # ---- real data ------------------------------------------------------------------------------------------------
 
 
@@ -162,3 +198,45 @@ def test_wikitext2_200_steps_beat_the_unigram_baseline(wikitext2, tmp_path):
     top_rate = float((targets == counts.argmax()).mean())
     assert metrics["val/mlm_loss"] < unigram_ce, (metrics, unigram_ce)
     assert metrics["val/mlm_acc"] > top_rate, (metrics, top_rate)
+
+
+# ---- plateau diagnostics ------------------------------------------------------------------------------------------
+
+
+def test_plateau_line_and_baselines_in_tensorboard(tmp_path, caplog, monkeypatch):
+    """A run still below the left-bigram baseline past plateau_check of its budget says so in one line, and the
+    count baselines are logged beside val/mlm_acc."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lit_lm.cli import main
+
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")  # the CLI prints Lightning's INFO lines on stderr
+    monkeypatch.chdir(REPO)
+    main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "8",
+          "--trainer.val_check_interval", "4", "--model.plateau_check", "0.4", "--trainer.enable_progress_bar", "false",
+          f"--trainer.logger.init_args.save_dir={tmp_path}", f"--data.cache_dir={tmp_path / 'cache'}"])
+    lines = [m for m in caplog.messages if "plateau:" in m]
+    assert len(lines) == 1, lines  # said once, at the first validation past 40% of the 8 steps
+    assert "at step 4 (50% of the budget) is still below the left-bigram count baseline" in lines[0]
+    assert "\n" not in lines[0]
+    acc = EventAccumulator(str(tmp_path / "quickstart")).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"val/baseline_unigram_acc", "val/baseline_left_bigram_acc", "val/baseline_both_neighbours_acc"} <= tags
+    baseline = acc.Scalars("val/baseline_left_bigram_acc")
+    assert [e.step for e in baseline] == [e.step for e in acc.Scalars("val/mlm_acc") if e.step > 0]
+
+
+def test_mlm_only_leaves_no_parameter_without_a_gradient():
+    """--model.nsp false: every trainable parameter gets a gradient (DDP's find_unused_parameters is off), and
+    the parameters NSP alone would train (pooler, NSP head) are frozen rather than left trainable and unused."""
+    torch.manual_seed(0)
+    m = MLMPretraining(config="tiny", vocab_size=200, nsp=False)
+    out = m._losses(_batch())
+    out["loss"].backward()
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert frozen == {"model.bert.pooler.weight", "model.bert.pooler.bias", "model.nsp_head.weight", "model.nsp_head.bias"}
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in m.named_parameters() if n in trainable)
+    assert "nsp_loss" not in out
