@@ -1,12 +1,14 @@
 """Next-sentence-prediction pairs ``[CLS] A [SEP] B [SEP]``, drawn the way BERT's create_pretraining_data.py does.
 
-BERT (Devlin et al., 2019; google-research/bert ``create_instances_from_document``) walks each document, collects
-consecutive sentences until a target length is reached, cuts that chunk at a random sentence into A and B, and with
-probability 0.5 replaces B by sentences from a random other document. It does that offline, ``dupe_factor`` times.
-Here the same draws happen on the fly, per ``(epoch, index)``: every article is cut once ("static segmentation") into
-chunks of about ``max_seq_len - 3`` tokens, ``len(dataset)`` is the number of chunks (one pass over the data per
-epoch), and what a chunk turns into — shorter target, A/B cut, random or true B, truncation — is drawn from
-``np.random.default_rng([seed, epoch, index])``, so a new epoch gives new pairs and any (epoch, index) can be rebuilt.
+BERT (Devlin et al., 2019; google-research/bert ``create_instances_from_document``) walks each document with a
+target length (``max_seq_len - 3``, or with ``short_seq_prob`` a random shorter one, drawn per document), collects
+consecutive sentences until the target is reached, cuts that chunk at a random sentence into A and B, and with
+probability 0.5 replaces B by sentences from a random other document; then the sentences of the unused B are "put
+back": the walk continues from the end of A, so they start the next chunk (and a pair across that point can be a
+positive). It does that offline, ``dupe_factor`` times. Here the walk is the same, drawn once from ``seed`` (one such
+copy), and gives ``len(dataset)``: the chunks and their A/B cuts and labels. What changes per ``(epoch, index)``,
+from ``np.random.default_rng([seed, epoch, index])``, is the random B (article and start) and the truncation noise;
+the masks change per epoch in the collator. Any (epoch, index) can be rebuilt, which exact resume needs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class NSPDataset(Dataset):
             ``art_offsets[j]:art_offsets[j+1]``.
         special: ids of [CLS] and [SEP] (and the rest).
         max_seq_len: longest pair, special tokens included.
-        short_seq_prob: probability of a shorter random target length (BERT: 0.1), so the model also sees short inputs.
+        short_seq_prob: probability of a shorter random target length for an article (BERT: 0.1, drawn per
+            document), so the model also sees short inputs.
         nsp_prob: probability that B comes from another article (label 1).
         seed: base of the per-(epoch, index) random generator.
         fixed_epoch: when set, the epoch in the key is ignored and this one is used (fixed validation pairs).
@@ -65,24 +68,32 @@ class NSPDataset(Dataset):
         if len(self.articles) < 2:
             raise ValueError(f"NSPDataset: need at least 2 non-empty articles to draw random next sentences, "
                              f"got {len(self.articles)}")
-        self.chunk_start, self.chunk_article = self._segment()
+        self.plan = self._walk()  # (n_chunks, 5): first sentence, end of A, end of the chunk, random B?, target
 
-    def _segment(self) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy cut of every article into runs of sentences of >= max_tokens tokens (the last one may be shorter)."""
+    def _walk(self) -> np.ndarray:
+        """BERT's walk over every article (create_instances_from_document), drawn once from ``seed``: one row per
+        pair, (first sentence, end of A, end of the chunk, 1 if B is random, target length), ends exclusive."""
         so = self.sent_offsets
-        starts, arts = [], []
-        for pos, a in enumerate(self.articles):
-            s, end = int(self.art_offsets[a]), int(self.art_offsets[a + 1])
-            while s < end:
-                starts.append(s)
-                arts.append(pos)
-                # first sentence e > s whose end reaches max_tokens tokens past the chunk start
-                e = int(np.searchsorted(so, so[s] + self.max_tokens, side="left"))
-                s = min(max(e, s + 1), end)
-        return np.asarray(starts, dtype=np.int64), np.asarray(arts, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, 104729])  # the plan's own stream, apart from the per-epoch draws
+        rows: list[tuple[int, int, int, int, int]] = []
+        for a in self.articles:
+            start, end = int(self.art_offsets[a]), int(self.art_offsets[a + 1])
+            target = self.max_tokens
+            if rng.random() < self.short_seq_prob:  # once per document, as BERT
+                target = int(rng.integers(2, self.max_tokens + 1))
+            first = start
+            while first < end:
+                # the chunk: sentences from ``first`` until they hold >= target tokens, or the article ends
+                last = min(max(int(np.searchsorted(so, so[first] + target, side="left")), first + 1), end)
+                n = last - first
+                a_end = first + (int(rng.integers(1, n)) if n >= 2 else 1)
+                random_b = n == 1 or rng.random() < self.nsp_prob
+                rows.append((first, a_end, last, int(random_b), target))
+                first = a_end if random_b else last  # a random B puts the chunk's unused sentences back
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 5)
 
     def __len__(self) -> int:
-        return len(self.chunk_start)
+        return len(self.plan)
 
     def _sentences_from(self, first: int, end: int, target: int) -> list[int]:
         """Sentence indices first, first+1, ... (before ``end``) until they hold >= ``target`` tokens."""
@@ -98,29 +109,20 @@ class NSPDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"NSPDataset index {index} out of range [0, {len(self)})")
         rng = np.random.default_rng([self.seed, epoch, index])
-
-        # BERT: mostly fill max_seq_len, but sometimes aim shorter to match short downstream inputs
-        target = self.max_tokens
-        if rng.random() < self.short_seq_prob:
-            target = int(rng.integers(2, self.max_tokens + 1))
-
-        pos = int(self.chunk_article[index])
-        art = int(self.articles[pos])
-        art_end = int(self.art_offsets[art + 1])
-        chunk = self._sentences_from(int(self.chunk_start[index]), art_end, target)
-
-        a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1  # A = chunk[:a_end]
-        a_sents = chunk[:a_end]
-        if len(chunk) == 1 or rng.random() < self.nsp_prob:
-            label = 1  # random B from a different article (HF convention: 1 = not the continuation)
+        first, a_end, last, random_b, target = (int(v) for v in self.plan[index])
+        a_sents = list(range(first, a_end))
+        if random_b:
+            label = 1  # B from a different article (HF convention: 1 = not the continuation)
+            own = int(np.searchsorted(self.art_offsets, first, side="right")) - 1
+            pos = int(np.searchsorted(self.articles, own))
             other = int(rng.integers(len(self.articles) - 1))
             other = int(self.articles[other + (other >= pos)])
             o_start, o_end = int(self.art_offsets[other]), int(self.art_offsets[other + 1])
-            a_len = int(self.sent_offsets[a_sents[-1] + 1] - self.sent_offsets[a_sents[0]])
+            a_len = int(self.sent_offsets[a_end] - self.sent_offsets[first])
             b_sents = self._sentences_from(int(rng.integers(o_start, o_end)), o_end, max(1, target - a_len))
         else:
             label = 0
-            b_sents = chunk[a_end:]
+            b_sents = list(range(a_end, last))
 
         a = self._tokens(a_sents)
         b = self._tokens(b_sents)

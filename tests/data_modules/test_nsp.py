@@ -61,29 +61,38 @@ def test_about_half_random_without_short_sequences():
     assert len(labels) > 1000 and abs(np.mean(labels) - 0.5) < 0.05
 
 
-def test_static_segmentation_covers_the_corpus_once():
+def test_walk_puts_unused_sentences_back_as_bert_does():
+    """BERT's create_instances_from_document: a chunk reaches the target (or its article's end); after a random B the
+    walk resumes at the end of A, after a true B at the end of the chunk; so every sentence is used, some twice."""
     ids, sent, art = corpus()
-    ds = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64)
-    assert len(ds) == len(NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=9))
-    # about one pass: every chunk but an article's last holds >= 61 tokens, and overshoots by less than a sentence
-    assert (len(ds) - 20) * 61 <= len(ids) < len(ds) * (61 + 20)
-    starts = ds.chunk_start
-    assert starts[0] == 0 and (np.diff(starts) > 0).all()
+    ds = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, short_seq_prob=0.0)
+    plan = ds.plan
+    first, a_end, last, random_b, target = plan.T
+    assert (target == 61).all() and (first < a_end).all() and (a_end <= last).all()
+    assert ((a_end < last) | (random_b == 1)).all()  # a one-sentence chunk always takes a random B
+    article_end = art[np.searchsorted(art, first, side="right")]
+    reached = sent[last] - sent[first] >= 61
+    assert (reached | (last == article_end)).all()  # short only at an article's end
+    assert (sent[last - 1] - sent[first] < 61).all()  # and no longer than needed
+    for row, nxt in zip(plan[:-1], plan[1:]):
+        if nxt[0] in art:  # a new article starts
+            continue
+        assert nxt[0] == (row[1] if row[3] else row[2])
+    used = np.zeros(len(sent) - 1, dtype=bool)
+    for f, a, la, r, _ in plan:
+        used[f:la if not r else a] = True
+    assert used.all()
+    # put-back gives more pairs than one cut of the corpus into chunks (one pass: about len(ids) / 61)
+    assert len(ds) > 1.2 * len(ids) / 61
+    # a positive pair can now straddle what a fixed segmentation would have made a chunk boundary
+    assert any(r == 0 and f in set(plan[:, 1][plan[:, 3] == 1]) for f, _, _, r, _ in plan)
 
 
-def test_deterministic_epochs_differ_and_fixed_epoch():
+def test_walk_is_drawn_from_the_seed():
     ids, sent, art = corpus()
-    ds = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=3)
-    same = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=3)
-    for i in range(0, len(ds), 7):
-        assert np.array_equal(ds[(2, i)]["input_ids"], same[(2, i)]["input_ids"])
-    e0 = [ds[(0, i)]["input_ids"] for i in range(len(ds))]
-    e1 = [ds[(1, i)]["input_ids"] for i in range(len(ds))]
-    assert sum(not np.array_equal(a, b) for a, b in zip(e0, e1)) > len(ds) // 2
-    val = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=3, fixed_epoch=0)
-    for i in range(0, len(ds), 5):
-        assert np.array_equal(val[(5, i)]["input_ids"], val[i]["input_ids"])
-        assert np.array_equal(val[i]["input_ids"], e0[i]) and val[(5, i)]["epoch"] == 0
+    a = NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=3)
+    assert np.array_equal(a.plan, NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=3).plan)
+    assert not np.array_equal(a.plan[: min(len(a), 50)], NSPDataset(ids, sent, art, SPECIAL, max_seq_len=64, seed=4).plan[:50])
 
 
 def test_long_sentences_are_truncated():

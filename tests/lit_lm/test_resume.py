@@ -24,10 +24,10 @@ HELPERS = Path(__file__).resolve().parent
 
 MAX_STEPS = 20
 EVERY = 4  # checkpoint interval: steps 4, 8, 12, 16, 20
-BATCHES_PER_EPOCH = 16  # the bundled corpus gives 16 batches of 16 pairs (checked below)
+BATCHES_PER_EPOCH = 16  # the bundled corpus gives ~474 pairs: 16 batches of 29 (checked below)
 KILL_AT = 11  # mid-epoch; the last checkpoint before it is step 8
 
-# The quickstart (tiny model, dropout 0.1, one loader worker, fp32) with batch 16, frequent checkpoints and the
+# The quickstart (tiny model, dropout 0.1, one loader worker, fp32) with batch 29, frequent checkpoints and the
 # recorder; a validation run at step 8 sits between two checkpoints.
 CONFIG = f"""
 trainer:
@@ -46,7 +46,7 @@ trainer:
     - class_path: resume_helpers.Recorder
 data:
   init_args:
-    batch_size: 16
+    batch_size: 29
     num_workers: 1
 """
 
