@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from data_modules.sources import read_lines
 from data_modules.collators import PadCollator
 from data_modules.tokenizer import load_tokenizer, special_ids
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)
 """Bump when the cache layout or the text processing changes, so old caches are not reused."""
 
 SAMPLE_DIR = Path(__file__).parent / "samples" / "sst2"
@@ -156,7 +157,7 @@ def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
         if len(fields) != len(header):
             raise ValueError(f"{path}:{lineno}: expected {len(header)} tab-separated fields "
                              f"({', '.join(header)}), got {len(fields)}")
-        texts.append(tuple(fields[i] for i in text_at))
+        texts.append(tuple(sources.join_contractions(fields[i]) for i in text_at))
         if labelled:
             labels.append(_parse_label(fields[label_at], task, f"{path}:{lineno}"))
         if index_at is not None:
@@ -183,7 +184,7 @@ def _parse_label(value: str, task: GLUETask, where: str):
 def hub_examples(ds, task: GLUETask, split: str, labelled: bool) -> Examples:
     """One split of the hub dataset (its labels are class ids already; test labels are -1 there)."""
     d = ds[_hub_split(split)]
-    texts = list(zip(*(d[c] for c in task.hub_text)))
+    texts = [tuple(map(sources.join_contractions, row)) for row in zip(*(d[c] for c in task.hub_text))]
     labels = None
     if labelled:
         labels = [float(x) for x in d["label"]] if task.is_regression else [int(x) for x in d["label"]]
@@ -261,7 +262,8 @@ class GLUEDataModule(L.LightningDataModule):
         cache_dir: where tokenized splits are cached (one sub-directory per task, source, tokenizer and length).
         train_subset: train on a fixed random subset of this many training examples (None: all of them).
         subset_seed: seed of that subset, independent of ``seed`` so runs with other seeds see the same examples.
-        seed: seed of the training order.
+        seed: seed of the training order; None (the configs' choice) takes the run's ``seed_everything``, so one
+            seed sets both the head's initialisation and the data order.
     """
 
     def __init__(
@@ -275,7 +277,7 @@ class GLUEDataModule(L.LightningDataModule):
         cache_dir: str = "~/.cache/lit-lm",
         train_subset: Optional[int] = None,
         subset_seed: int = 0,
-        seed: int = 42,
+        seed: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.task = get_task(task_name)
@@ -293,6 +295,8 @@ class GLUEDataModule(L.LightningDataModule):
         self.task_name, self.data_dir, self.tokenizer_source = task_name, data_dir, tokenizer
         self.max_seq_len, self.batch_size, self.num_workers = max_seq_len, batch_size, num_workers
         self.cache_dir = Path(cache_dir).expanduser()
+        if seed is None:  # LightningCLI seeds (and sets PL_GLOBAL_SEED) before it builds the data module
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 42))
         self.train_subset, self.subset_seed, self.seed = train_subset, subset_seed, seed
         # set by setup()
         self.tokenizer: Optional[Tokenizer] = None

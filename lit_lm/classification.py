@@ -101,7 +101,8 @@ class SequenceClassification(L.LightningModule):
         tokenizer: Optional[str] = None,
         config: Union[str, BertConfig] = "tiny",
         num_labels: int = 2,
-        classifier_dropout: Optional[float] = None,
+        dropout: Optional[float] = 0.1,
+        classifier_dropout: float = 0.1,
         lr: float = 2e-5,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -116,10 +117,14 @@ class SequenceClassification(L.LightningModule):
                 initialisation (a baseline), sized by ``config`` and the tokenizer.
             tokenizer: The tokenizer (tokenizer.json, HF directory or .ckpt); linked from --data.tokenizer. Needed
                 without ``pretrained`` (it sets the vocabulary size); with it, it must have the encoder's vocabulary.
-            config: Model size (tiny, mini, small, medium, base, large) or a config.json path; used only without
+            config: Model size (tiny, mini, small, medium, base, large), a config.json path, or a lit-lm checkpoint
+                (.ckpt: its encoder's architecture, for a random-init baseline of the same shape); used only without
                 ``pretrained``, whose own config wins.
             num_labels: Number of classes, 1 for regression (STS-B); linked from --data.task_name.
-            classifier_dropout: Dropout before the classifier; None uses the encoder's hidden_dropout (BERT: 0.1).
+            dropout: The encoder's dropout while fine-tuning (hidden and attention; BERT: 0.1), whatever the
+                pretraining used: a checkpoint pretrained without dropout and a random init then fine-tune alike.
+                None keeps the encoder config's values.
+            classifier_dropout: Dropout before the classifier (BERT's run_classifier: 0.1).
             lr: Peak learning rate of AdamW. BERT-base: 2e-5..5e-5; the small sizes (tiny, mini) want 1e-4..3e-4
                 (Turc et al., 2019).
             betas: AdamW betas.
@@ -134,8 +139,10 @@ class SequenceClassification(L.LightningModule):
         if num_labels < 1:
             raise ValueError(f"--model.num_labels={num_labels}: expected >= 1 (1 = regression)")
         tokenizer_json = load_tokenizer(tokenizer).to_str() if tokenizer is not None else None
+        regularisation = {} if dropout is None else {"hidden_dropout": dropout, "attention_dropout": dropout}
         if pretrained is not None:
-            self.config, encoder_state, pretrained_tokenizer = load_pretrained(pretrained)
+            pretrained_config, encoder_state, pretrained_tokenizer = load_pretrained(pretrained)
+            self.config = resolve_config(pretrained_config, **regularisation)
             if tokenizer_json is not None and _vocabulary(tokenizer_json) != _vocabulary(pretrained_tokenizer):
                 raise ValueError(f"--model.tokenizer {tokenizer}: its vocabulary differs from the one {pretrained} "
                                  f"was trained with ({len(_vocabulary(tokenizer_json))} vs "
@@ -145,7 +152,10 @@ class SequenceClassification(L.LightningModule):
             if tokenizer_json is None:
                 raise ValueError("--model.tokenizer (or --data.tokenizer) is required without --model.pretrained: "
                                  "it sets the vocabulary size of the randomly initialised encoder")
-            self.config = resolve_config(config, vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size())
+            if isinstance(config, str) and config.endswith(".ckpt"):
+                config = read_checkpoint(Path(config).expanduser())["bert_config"]
+            self.config = resolve_config(config, vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size(),
+                                         **regularisation)
         n_tokens = Tokenizer.from_str(tokenizer_json).get_vocab_size()
         if n_tokens > self.config.vocab_size:
             raise ValueError(f"tokenizer {tokenizer or pretrained} has {n_tokens} tokens but the encoder of "
@@ -161,8 +171,7 @@ class SequenceClassification(L.LightningModule):
         self._val_splits: tuple[str, ...] = ("dev",)
 
         self.bert = BertModel(self.config)
-        p = self.config.hidden_dropout if classifier_dropout is None else classifier_dropout
-        self.dropout = nn.Dropout(p)
+        self.dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(self.config.n_embd, num_labels)
         init_weights(self, self.config.initializer_range)
         if pretrained is not None:

@@ -87,3 +87,13 @@ def test_pad_collator():
     reg = col([{"input_ids": [2, 3], "token_type_ids": [0, 0], "label": 0.5, "index": 0}])
     assert reg["labels"].dtype == torch.float32
     assert "labels" not in col([{"input_ids": [2, 3], "token_type_ids": [0, 0], "index": 0}])
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.4])
+def test_masking_rate_is_a_recipe_knob(rate):
+    """Higher masking rates (Wettig et al., 2023: 25-40% trains better encoders): the count follows the rate."""
+    col = MLMCollator(SPECIAL, V, mlm_probability=rate, seed=0)
+    for i in range(50):
+        s = sample(i, 40, 40)  # 80 eligible tokens
+        _, lab = col.mask(s["input_ids"], 0, i)
+        assert (lab != -100).sum() == int(rate * 80 + 0.5)

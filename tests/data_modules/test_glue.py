@@ -298,3 +298,51 @@ def test_real_sst2_tokenized_lengths(data_root, tmp_path):
     longest = {s: int(np.diff(dm.datasets[s].offsets).max()) for s in ("train", "dev", "test")}
     assert 60 <= max(longest.values()) <= 70, longest
     assert len(dm.datasets["train"]) == 67349 and len(dm.datasets["test"]) == 1821
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the fair protocol: one form of negation in both corpora, one seed for init and data order
+
+
+def test_negations_read_as_running_text_in_sst2_and_wikitext(data_root):
+    """SST-2 writes "does n't" (PTB), WikiText "doesn 't": both readers give "doesn't", which BERT's pre-tokenizer
+    splits the same way in both corpora (and in a user's text)."""
+    from tokenizers import pre_tokenizers
+
+    from data_modules.wikitext import article_sentences, read_lines, split_articles
+
+    train = read_tsv(data_root / "SST-2" / "train.tsv", SST2, labelled=True)
+    raw = (data_root / "SST-2" / "train.tsv").read_text(encoding="utf-8")
+    assert raw.count(" n't") > 2000  # the PTB form is in the file ...
+    sentences = [t[0] for t in train.texts]
+    assert not any(" n't" in s for s in sentences)  # ... and gone after reading
+    assert sum(s.count("n't") for s in sentences) == raw.count(" n't")
+    wiki = [s for art in split_articles(read_lines(data_root / "wikitext-2" / "wiki.valid.tokens"))
+            for s in article_sentences(art)]
+    assert sum("n 't" in s for s in wiki) == 0 and sum("n't" in s for s in wiki) > 10
+    split = pre_tokenizers.BertPreTokenizer().pre_tokenize_str
+    words = [w for w, _ in split(next(s for s in sentences if "doesn't" in s))]
+    assert "doesn" in words and "'" in words
+    assert [w for w, _ in split("it doesn't")] == [w for w, _ in split(article_sentences_text("it doesn 't"))]
+
+
+def article_sentences_text(text: str) -> str:
+    from data_modules.wikitext import Article, article_sentences
+
+    return " ".join(article_sentences(Article("t", [text])))
+
+
+def test_seed_none_takes_the_runs_seed_for_the_data_order(sample_tokenizer, tmp_path, monkeypatch):
+    import lightning as L
+
+    def first_batch(seed: int) -> list[int]:
+        L.seed_everything(seed)  # what LightningCLI does with seed_everything before building the data module
+        dm = GLUEDataModule(data_dir=str(SAMPLE_DIR), tokenizer=str(sample_tokenizer), num_workers=0,
+                            cache_dir=str(tmp_path), batch_size=16)
+        dm.prepare_data()
+        dm.setup("fit")
+        return next(iter(dm.train_dataloader()))["index"].tolist()
+
+    assert first_batch(1) == first_batch(1)
+    assert first_batch(1) != first_batch(2)
+    assert GLUEDataModule(data_dir=str(SAMPLE_DIR), tokenizer=str(sample_tokenizer), seed=7).seed == 7

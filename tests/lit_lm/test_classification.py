@@ -281,3 +281,36 @@ def test_random_init_needs_a_tokenizer():
 def test_missing_pretrained_path(tmp_path):
     with pytest.raises(ValueError, match=r"--model\.pretrained .*nope\.ckpt: no such file or directory"):
         SequenceClassification(pretrained=str(tmp_path / "nope.ckpt"))
+
+
+def test_finetuning_dropout_overrides_the_pretraining_one(tmp_path, tokenizer_path, monkeypatch):
+    """A checkpoint pretrained without dropout fine-tunes with the fine-tuning dropout (as a random init does), and
+    the fine-tuned checkpoint's stored encoder config says so."""
+    from tokenizers import Tokenizer
+
+    tok_json = tokenizer_path.read_text()
+    model = MLMPretraining(config="tiny", vocab_size=Tokenizer.from_str(tok_json).get_vocab_size(),
+                           config_overrides={"hidden_dropout": 0.0, "attention_dropout": 0.0})
+    model.tokenizer_json = tok_json
+    ckpt = _save(model, tmp_path / "dropout0.ckpt")
+    assert torch.load(ckpt, weights_only=True)["bert_config"]["hidden_dropout"] == 0.0
+    clf = SequenceClassification(pretrained=str(ckpt))
+    assert (clf.config.hidden_dropout, clf.config.attention_dropout, clf.dropout.p) == (0.1, 0.1, 0.1)
+    drops = [m.p for m in clf.bert.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(p == 0.1 for p in drops) and clf.bert.blocks[0].attn.attn_dropout == 0.1
+    random_init = SequenceClassification(tokenizer=str(tokenizer_path))
+    assert (random_init.config.hidden_dropout, random_init.dropout.p) == (0.1, 0.1)  # both arms alike
+    assert SequenceClassification(pretrained=str(ckpt), dropout=None).config.hidden_dropout == 0.0  # kept if asked
+    # a random-init baseline shaped like a checkpoint's encoder: --model.config CKPT
+    model_b = MLMPretraining(config="mini", vocab_size=model.config.vocab_size,
+                             config_overrides={"relative_positions": "alibi", "hidden_dropout": 0.0})
+    model_b.tokenizer_json = tok_json
+    shaped = SequenceClassification(tokenizer=str(tokenizer_path), config=str(_save(model_b, tmp_path / "mini.ckpt")))
+    assert (shaped.config.n_layer, shaped.config.n_embd, shaped.config.relative_positions) == (4, 256, "alibi")
+    assert shaped.config.hidden_dropout == 0.1
+
+    monkeypatch.chdir(tmp_path)
+    run_cli(["fit", *_quick(tmp_path), "--model.pretrained", str(ckpt), "--trainer.max_epochs", "1",
+             "--trainer.limit_train_batches", "2"], monkeypatch)
+    stored = torch.load(tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt", weights_only=True)["bert_config"]
+    assert (stored["hidden_dropout"], stored["attention_dropout"]) == (0.1, 0.1)
