@@ -47,9 +47,10 @@ def count_baselines(train: np.ndarray, val: np.ndarray, vocab_size: int, ignore:
     val = np.asarray(val, dtype=np.int64)
     if len(train) < 3 or len(val) < 3:
         return {}
-    scored = np.ones(len(val) - 2, dtype=bool)  # the middle tokens: both neighbours exist
-    for i in ignore:
-        scored &= val[1:-1] != i
+    def ordinary(x: np.ndarray) -> np.ndarray:  # True where x is not a special token
+        return ~np.isin(x, ignore)
+
+    scored = ordinary(val[1:-1])  # the middle tokens: both neighbours exist
     left, mid, right = val[:-2][scored], val[1:-1][scored], val[2:][scored]
 
     counts = np.bincount(train, minlength=vocab_size)
@@ -57,23 +58,13 @@ def count_baselines(train: np.ndarray, val: np.ndarray, vocab_size: int, ignore:
     top = int(counts.argmax())
     unigram = np.full(len(mid), top)
 
-    mask = np.ones(len(train) - 1, dtype=bool)
-    for i in ignore:
-        mask &= train[1:] != i  # never predict a special token
-    lk, lv = _argmax_by_key(train[:-1][mask], train[1:][mask])
-    after_left = _lookup(lk, lv, left, unigram)
-    mask = np.ones(len(train) - 1, dtype=bool)
-    for i in ignore:
-        mask &= train[:-1] != i
-    rk, rv = _argmax_by_key(train[1:][mask], train[:-1][mask])
-    before_right = _lookup(rk, rv, right, unigram)
-
-    mask = np.ones(len(train) - 2, dtype=bool)
-    for i in ignore:
-        mask &= train[1:-1] != i
+    ok = ordinary(train[1:])  # never predict a special token
+    after_left = _lookup(*_argmax_by_key(train[:-1][ok], train[1:][ok]), left, unigram)
+    ok = ordinary(train[:-1])
+    before_right = _lookup(*_argmax_by_key(train[1:][ok], train[:-1][ok]), right, unigram)
+    ok = ordinary(train[1:-1])
     pair = train[:-2] * vocab_size + train[2:]
-    bk, bv = _argmax_by_key(pair[mask], train[1:-1][mask])
-    between = _lookup(bk, bv, left * vocab_size + right, after_left)
+    between = _lookup(*_argmax_by_key(pair[ok], train[1:-1][ok]), left * vocab_size + right, after_left)
 
     def acc(pred: np.ndarray) -> float:
         return round(float((pred == mid).mean()), 4)
