@@ -46,7 +46,8 @@ from data_modules.tokenizer import SpecialIds, continuation_mask, load_tokenizer
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 FORMAT_VERSION = 2
-"""2: negations joined (sources.join_contractions). Bump when the cache layout or the text processing changes, so old caches are not reused."""
+"""Bump when the cache layout or the text processing changes, so old caches are not reused (2: negations joined by
+sources.join_contractions, count baselines in baselines.json)."""
 
 SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 """Split name -> the infix of its release file (``wiki.valid.tokens`` holds the validation split)."""
@@ -387,20 +388,14 @@ class WikiText103DataModule(L.LightningDataModule):
             if split in self.datasets:
                 continue
             arrays = [np.load(cache / f"{split}.{name}.npy", mmap_mode="r") for name in ("ids", "sent", "art")]
-            if not self.nsp:
+            if not self.nsp:  # MLM only: packed text (its masks already change per epoch in the collator)
                 ds = PackedDataset(*arrays, self.special, self.max_seq_len)
-                if split != "train" and self.max_val_pairs is not None and self.max_val_pairs < len(ds):
-                    ds = _FixedSubset(ds, np.linspace(0, len(ds) - 1, self.max_val_pairs).round().astype(np.int64))
-                self.datasets[split] = ds
-            elif split == "train":
-                self.datasets[split] = NSPDataset(*arrays, self.special, self.max_seq_len, self.short_seq_prob,
-                                                  self.nsp_prob, seed=self.seed)
-            else:
+            else:  # evaluation splits: fixed pairs (epoch 0), so the validation loss is comparable across runs
                 ds = NSPDataset(*arrays, self.special, self.max_seq_len, self.short_seq_prob, self.nsp_prob,
-                                seed=self.seed, fixed_epoch=0)
-                if self.max_val_pairs is not None and self.max_val_pairs < len(ds):
-                    ds = _FixedSubset(ds, np.linspace(0, len(ds) - 1, self.max_val_pairs).round().astype(np.int64))
-                self.datasets[split] = ds
+                                seed=self.seed, fixed_epoch=None if split == "train" else 0)
+            if split != "train" and self.max_val_pairs is not None and self.max_val_pairs < len(ds):
+                ds = _FixedSubset(ds, np.linspace(0, len(ds) - 1, self.max_val_pairs).round().astype(np.int64))
+            self.datasets[split] = ds
 
     def _collator(self, seed: int) -> MLMCollator:
         cont = continuation_mask(self.tokenizer) if self.whole_word_masking else None
