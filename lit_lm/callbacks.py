@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import zipfile
 from typing import Any, Optional
 
 import lightning as L
@@ -46,28 +48,62 @@ class TokenThroughput(ThroughputMonitor):
 
 
 class DivergenceError(RuntimeError):
-    """Training stopped on a non-finite loss."""
+    """Training stopped on a non-finite loss or gradient."""
+
+
+# what FSDP, activation checkpointing and torch.compile put into parameter names: the message names the model's own
+_WRAPPER_PREFIXES = re.compile(r"(?:^|(?<=\.))(?:_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
 
 
 class DivergenceGuard(L.Callback):
-    """Stop on the first non-finite loss, before its backward pass can write NaNs into the weights.
+    """Stop on the first non-finite loss, before its backward pass can write NaNs into the weights, and on the first
+    non-finite gradient under a finite loss (an overflow in backward), before the optimizer step applies it.
 
     Runs before the optimizer step and before ModelCheckpoint (Lightning orders checkpoint callbacks last), so
     no NaN weights are ever saved as ``last``; the message names the step and the last good checkpoint. Under DDP
-    the ranks decide together: a rank that stopped alone would leave the others waiting in the gradient all-reduce.
+    the ranks decide together: a rank that stopped alone would leave the others waiting in the gradient all-reduce
+    (and under FSDP each rank holds only its shard of the gradients).
     """
 
     def on_before_backward(self, trainer: "L.Trainer", pl_module: "L.LightningModule", loss: torch.Tensor) -> None:
         finite = bool(torch.isfinite(loss).all())
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
-        ckpt = trainer.checkpoint_callback
-        last = (getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")) if ckpt else ""
         where = f"({loss.item()})" if not finite else f"on another rank (this rank's: {loss.item():.4g})"
-        raise DivergenceError(
-            f"non-finite loss {where} at step {trainer.global_step}; training stopped before the update. "
-            f"Last good checkpoint: {last or 'none written yet'} (resume with --ckpt_path last, e.g. at a lower lr)"
-        )
+        raise DivergenceError(f"non-finite loss {where} at step {trainer.global_step}; {_stopped(trainer)}")
+
+    def on_before_optimizer_step(self, trainer: "L.Trainer", pl_module: "L.LightningModule",
+                                 optimizer: torch.optim.Optimizer) -> None:
+        # Under a gradient scaler (16-mixed) inf/NaN gradients are the scaler's signal, not a divergence: it skips
+        # that step and lowers the scale, so the weights never see them. bf16 and fp32 have no such net.
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return
+        # this rank's gradients (its shard of a DTensor: the vote below covers the others)
+        grads = [(name, _local(p.grad)) for name, p in pl_module.named_parameters() if p.grad is not None]
+        # one flag for all gradients: a single device-to-host sync per step, not one per parameter
+        flags = [torch.isfinite(g).all().to(grads[0][1].device) for _, g in grads]
+        finite = bool(torch.stack(flags).all()) if flags else True
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        if finite:
+            where = "on another rank"
+        else:
+            name, grad = next((n, g) for n, g in grads if not bool(torch.isfinite(g).all()))
+            kind = "nan" if bool(torch.isnan(grad).any()) else "inf"
+            where = f"({kind}) in {_WRAPPER_PREFIXES.sub('', name)}"
+        raise DivergenceError(f"non-finite gradient {where} under a finite loss at step {trainer.global_step}; "
+                              f"{_stopped(trainer)}")
+
+
+def _local(grad: torch.Tensor) -> torch.Tensor:
+    return grad.to_local() if hasattr(grad, "to_local") else grad
+
+
+def _stopped(trainer: "L.Trainer") -> str:
+    ckpt = trainer.checkpoint_callback
+    last = (getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")) if ckpt else ""
+    return (f"training stopped before the update. Last good checkpoint: {last or 'none written yet'} "
+            "(resume with --ckpt_path last, e.g. at a lower lr)")
 
 
 def _umask() -> int:
@@ -125,6 +161,58 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         except Exception as e:
             raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
+
+
+def check_weights_only(path: Any) -> None:
+    """Read ``path`` as ``torch.load(weights_only=True)`` does, without keeping it; a one-line ValueError naming it
+    if torch refuses it (a pickled call, a foreign class) or cannot read it.
+
+    For loaders that do not read weights-only themselves: Lightning's FSDP strategy reads a full checkpoint through
+    its own unrestricted lazy unpickler, bypassing the CheckpointIO plugin. A pickle that passes here holds only
+    tensors and plain values, so any unpickler then builds the same objects and runs no code (only someone who can
+    write the file could change it between the two reads, and could as well change the code). Local zip files (what
+    ``torch.save`` writes) are memory-mapped: only the pickle is read, not the tensors' bytes. A missing file is left
+    to the loader, which reports it.
+    """
+    from lightning.fabric.utilities.cloud_io import _load
+
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    if os.path.isdir(text):
+        # torch.distributed.checkpoint reads a sharded checkpoint's .metadata with plain pickle.load
+        raise ValueError(f"{path}: a directory (a sharded FSDP checkpoint?); lit-lm reads single-file checkpoints "
+                         "only, weights-only (keep FSDP's default state_dict_type='full')")
+    try:
+        if os.path.isfile(text):
+            torch.load(text, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(text))
+        elif "://" in text:  # a URL or fsspec path: read as Lightning's own loader reads it, but weights-only
+            _load(text, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, tampered or foreign files raise many different errors
+        raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
+
+
+class WeightsOnlyFirst:
+    """A strategy's own ``load_checkpoint``, preceded by :func:`check_weights_only` of the same path (see
+    :func:`guard_checkpoint_reads`). An object holding the strategy rather than a closure, so that the strategy
+    still pickles (``ddp_spawn`` sends the trainer to its workers)."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+
+    def __call__(self, checkpoint_path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        check_weights_only(checkpoint_path)
+        return type(self.strategy).load_checkpoint(self.strategy, checkpoint_path, *args, **kwargs)
+
+
+def guard_checkpoint_reads(strategy: Any) -> None:
+    """Make every checkpoint the trainer restores (``--ckpt_path`` PATH, ``last``, ``best``, ``hpc``) pass a
+    weights-only read first, whatever the strategy's own loader does and whatever ``--weights_only`` says.
+
+    ``Strategy.load_checkpoint`` is where Lightning's checkpoint connector reads the resolved path, for every
+    strategy; CheckpointIO plugins are not (FSDP bypasses them), nor is LightningCLI's hyper-parameter pre-read
+    (it skips ``last``).
+    """
+    if not isinstance(strategy.load_checkpoint, WeightsOnlyFirst):
+        strategy.load_checkpoint = WeightsOnlyFirst(strategy)
 
 
 def _remove_stale_temps(directory: str, prefix: str) -> None:

@@ -129,3 +129,138 @@ class DtypeProbe(L.Callback):
         with open(os.environ["LIT_LM_DTYPE_PROBE"], "w") as f:
             json.dump({"precision": trainer.precision, "forward_dtypes": self.seen, "losses": self.losses,
                        "weight_dtype": str(next(pl_module.parameters()).dtype)}, f)
+
+
+# ---- for test_resume_workers_ddp.py: an lr recorder, and fits launched as killable process groups ---------------
+
+
+class LrRecorder(L.Callback):
+    """Appends ``{"step", "lr"}`` per training batch (the rate the coming optimizer step uses) to
+    ``$LIT_LM_LR_RECORD`` (``{rank}`` as above), so a schedule can be followed across a resume."""
+
+    def on_train_batch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any, batch_idx: int) -> None:
+        path = _path("LIT_LM_LR_RECORD", trainer)
+        if path is not None:
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": trainer.global_step, "lr": trainer.optimizers[0].param_groups[0]["lr"]}) + "\n")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def launch_fit(args: list[str], env: dict[str, str]) -> "subprocess.Popen":
+    """``python -m lit_lm fit ARGS`` from the checkout, with this directory on PYTHONPATH (the callbacks above), in a
+    session of its own: ``finish`` can then SIGKILL whatever it left (a DDP rank, loader workers) by its group id."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env,
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "lit_lm", "fit", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc: "subprocess.Popen", expect_rc: int, timeout: float = 900) -> str:
+    """Wait for a ``launch_fit`` process (a generous timeout: the machine may be slow), kill what is left of its
+    group, check the exit status and return its output."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group is this fit's alone (start_new_session)
+        except ProcessLookupError:
+            pass
+        if proc.returncode is None:
+            proc.communicate()
+    assert proc.returncode == expect_rc, f"exit {proc.returncode}, expected {expect_rc}:\n{out[-4000:]}"
+    return out
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+class StallLastSave(L.Callback):
+    """For the kill-during-save test: from global step ``$LIT_LM_STALL_SAVE_AT`` on, a write of ``last.ckpt`` stops
+    half-way. The first half of the bytes is flushed to the writer's temporary file, the line
+    ``lit-lm-test: stalled writing <temporary file name>`` goes to stdout, and the process sleeps there until it is
+    killed (the test sends SIGKILL), so the kill lands inside the checkpoint write, with a partial file on disk.
+
+    It wraps ``torch.save``, which AtomicCheckpointIO calls with the open temporary file (named by its descriptor:
+    the file name comes from /proc, so this is Linux only)."""
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        threshold = os.environ.get("LIT_LM_STALL_SAVE_AT")
+        if threshold is None or getattr(torch.save, "_stalls", False):
+            return
+        import io
+        import sys
+        import time
+
+        real_save = torch.save
+
+        def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                name = os.path.basename(os.readlink(f"/proc/self/fd/{f.fileno()}"))
+            except (AttributeError, OSError):  # a path or an in-memory buffer: not a checkpoint write to stall
+                name = ""
+            if not (isinstance(obj, dict) and obj.get("global_step", -1) >= int(threshold)
+                    and name.startswith(".last.ckpt.")):
+                return real_save(obj, f, *args, **kwargs)
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            print(f"lit-lm-test: stalled writing {name}", file=sys.stdout, flush=True)
+            time.sleep(600)  # killed here
+
+        save._stalls = True  # type: ignore[attr-defined]
+        torch.save = save
+
+
+# ---- for test_ddp.py: what each rank's validation shard holds, to recompute the synced metrics by hand ----------
+
+
+class ValShardCounts(L.Callback):
+    """Writes, per validation (sanity check excluded), one JSON line to ``$LIT_LM_VAL_COUNTS`` (``{rank}`` as
+    above) with this rank's per-batch sums: masked tokens, masked tokens predicted right, the MLM loss summed over
+    them, and the same for the NSP pairs. They come from the module's own ``_losses`` on the batch, in eval mode
+    as the validation step ran it, so a test can compute the metrics over the union of the ranks' shards and
+    compare them with what was logged."""
+
+    def on_validation_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self._batches: list[dict] = []
+
+    def on_validation_batch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        with torch.no_grad():
+            out = pl_module._losses(batch)
+        targets = out["mlm_targets"]
+        real = targets != -100
+        n_masked = int(real.sum())
+        record = {"index": batch["index"].tolist(), "n_masked": n_masked,
+                  "mlm_right": int((out["mlm_logits"].argmax(-1) == targets)[real].sum()),
+                  "mlm_loss_sum": float(out["mlm_loss"]) * n_masked}
+        if "nsp_loss" in out:
+            n_pairs = int(batch["next_sentence_label"].shape[0])
+            record.update({"n_pairs": n_pairs, "nsp_loss_sum": float(out["nsp_loss"]) * n_pairs,
+                           "nsp_right": int((out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).sum())})
+        self._batches.append(record)
+
+    def on_validation_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        path = _path("LIT_LM_VAL_COUNTS", trainer)
+        if path is None or trainer.sanity_checking:
+            return
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, "batches": self._batches}) + "\n")

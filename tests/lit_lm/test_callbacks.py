@@ -229,3 +229,113 @@ def test_bf16_mixed_quickstart_runs_on_cpu(tmp_path, monkeypatch):
     ckpt = _load(tmp_path / "quickstart/checkpoints/last.ckpt")
     assert ckpt["global_step"] == 2
     assert all(t.dtype == torch.float32 for t in ckpt["state_dict"].values() if t.is_floating_point())
+
+
+# ---- DivergenceGuard: non-finite gradients under a finite loss ---------------------------------------------------
+
+
+class InfGradModule(TinyModule):
+    """A finite loss whose backward overflows: from step ``inf_at`` on, the bias's gradient is inf (what an fp32
+    overflow in a long backward, or a bf16 one without a scaler, ends in)."""
+
+    def __init__(self, inf_at: int) -> None:
+        super().__init__()
+        self.inf_at = inf_at
+        self.losses: list[float] = []
+        self.layer.bias.register_hook(lambda g: torch.full_like(g, float("inf")) if self.global_step >= inf_at else g)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        self.losses.append(float(loss))
+        return loss
+
+
+class _WeightsAtStep(L.Callback):
+    """The weights as they were when step ``step`` began."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.weights = step, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_divergence_guard_stops_on_an_inf_gradient_under_a_finite_loss(tmp_path):
+    ckpt_dir = tmp_path / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_last=True, save_top_k=-1)
+    before = _WeightsAtStep(5)
+    model = InfGradModule(inf_at=5)
+    # clipping as in the configs: it runs after the guard, and would turn the inf into NaNs across all weights
+    trainer = _trainer(tmp_path, [DivergenceGuard(), before, checkpoint], logger=False, gradient_clip_val=1.0)
+    with pytest.raises(DivergenceError) as e:
+        trainer.fit(model, _loader())
+    message = str(e.value)
+    assert "\n" not in message
+    assert "non-finite gradient (inf) in layer.bias under a finite loss at step 5" in message, message
+    assert f"training stopped before the update. Last good checkpoint: {ckpt_dir / 'last.ckpt'}" in message
+    assert len(model.losses) == 6 and all(math.isfinite(x) for x in model.losses)  # the loss check could not see it
+    # stopped before the update: the weights are those the step began with
+    state = model.state_dict()
+    assert before.weights is not None and all(torch.equal(state[k], before.weights[k]) for k in state)
+    assert _load(ckpt_dir / "last.ckpt")["global_step"] == 4
+    saved = sorted(ckpt_dir.glob("*.ckpt"))
+    assert {p.name for p in saved} == {"epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt", "last.ckpt"}
+    assert all(_all_finite(p) for p in saved)
+
+
+def test_without_the_gradient_check_the_inf_gradient_reaches_the_weights(tmp_path):
+    """The control: the loss check alone lets the inf gradient through (the step after it, the loss is no longer
+    finite, but the weights already are not)."""
+    ckpt_dir = tmp_path / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=1, save_last=True, save_top_k=-1)
+
+    class LossOnly(DivergenceGuard):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            pass
+
+    with pytest.raises(DivergenceError, match="non-finite loss"):
+        trainer = _trainer(tmp_path, [LossOnly(), checkpoint], logger=False, gradient_clip_val=1.0)
+        trainer.fit(InfGradModule(inf_at=5), _loader())
+    assert not _all_finite(ckpt_dir / "last.ckpt")
+
+
+def _namespace_trainer(reduce_boolean_decision, scaler=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision),
+                           precision_plugin=SimpleNamespace(scaler=scaler), global_step=7, checkpoint_callback=None)
+
+
+def _module_with_grads(*grads: float) -> torch.nn.Module:
+    module = torch.nn.Module()
+    for i, value in enumerate(grads):
+        p = torch.nn.Parameter(torch.zeros(2))
+        p.grad = torch.full((2,), value)
+        module.register_parameter(f"p{i}", p)
+    return module
+
+
+def test_gradient_check_stops_every_rank_when_one_has_a_non_finite_gradient():
+    votes = []
+
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        votes.append((decision, all))
+        return False  # another rank (under FSDP: another shard) holds a non-finite gradient
+
+    with pytest.raises(DivergenceError, match="non-finite gradient on another rank under a finite loss at step 7"):
+        DivergenceGuard().on_before_optimizer_step(_namespace_trainer(reduce_boolean_decision),
+                                                   _module_with_grads(1.0, 2.0), None)
+    assert votes == [(True, True)]
+    with pytest.raises(DivergenceError, match=r"non-finite gradient \(nan\) in p1 under a finite loss at step 7"):
+        DivergenceGuard().on_before_optimizer_step(_namespace_trainer(lambda d, all=True: d),
+                                                   _module_with_grads(1.0, float("nan")), None)
+
+
+def test_gradient_check_leaves_inf_gradients_to_the_fp16_scaler():
+    """Under 16-mixed the GradScaler skips a step whose (unscaled) gradients are not finite and lowers its scale:
+    routine in fp16 training, not a divergence."""
+    votes = []
+    trainer = _namespace_trainer(lambda d, all=True: votes.append(d) or d, scaler=object())
+    DivergenceGuard().on_before_optimizer_step(trainer, _module_with_grads(float("inf")), None)
+    assert votes == []  # not even a vote: every rank has the same scaler, so they all skip alike
