@@ -29,6 +29,7 @@ quickstart: install
 	$(PY) -m lit_lm fit --config configs/quickstart_sst2.yaml
 	$(PY) -m lit_lm predict --config configs/quickstart_sst2.yaml --ckpt_path runs/quickstart_sst2/checkpoints/last.ckpt
 	@echo
+	@cat runs/quickstart/summary.txt runs/quickstart_sst2/summary.txt
 	@echo "TensorBoard logs:  tensorboard --logdir runs"
 	@echo "checkpoints:       runs/quickstart/checkpoints/ (pretraining), runs/quickstart_sst2/checkpoints/ (SST-2)"
 	@echo "predictions:       runs/quickstart_sst2/SST-2.tsv"

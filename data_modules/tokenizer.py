@@ -102,10 +102,18 @@ def _hf_dir_lowercase(directory: Path) -> bool:
     return True
 
 
-def load_tokenizer(source: str | Path) -> Tokenizer:
+def load_tokenizer(source: str | Path, option: str | None = None) -> Tokenizer:
     """Load a tokenizer from a ``tokenizer.json``, a HuggingFace directory (tokenizer.json or vocab.txt),
-    a lit-lm checkpoint (``.ckpt``, which carries its tokenizer) or a tokenizer JSON string."""
+    a lit-lm checkpoint (``.ckpt``, which carries its tokenizer) or a tokenizer JSON string. ``option``: the
+    command-line option ``source`` came from, named by the (one-line) error."""
+    if option is not None:
+        try:
+            return load_tokenizer(source)
+        except ValueError as e:
+            raise ValueError(f"{option}: {e}") from None
     text = str(source)
+    if not text.strip():
+        raise ValueError("empty path: expected a tokenizer.json, an HF directory or a .ckpt")
     if text.lstrip().startswith("{"):
         return Tokenizer.from_str(text)
     path = Path(source).expanduser()

@@ -29,7 +29,7 @@ from tokenizers import Encoding, Tokenizer
 
 from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
-from lit_lm.model import BertForPreTraining, BertModel
+from lit_lm.model import BertForPreTraining, BertForSequenceClassification, BertModel
 
 Text = Union[str, tuple[str, str]]
 """One input: a sentence, or a sentence pair ``(a, b)`` encoded as ``[CLS] a [SEP] b [SEP]``."""
@@ -238,19 +238,6 @@ class Pretrained(_Checkpoint):
         return nsp_logits.float().softmax(-1)[0, 0].item()
 
 
-class _SequenceClassifier(nn.Module):
-    """The inference half of lit_lm.classification.SequenceClassification: encoder, pooled [CLS], linear layer."""
-
-    def __init__(self, config: BertConfig, num_labels: int) -> None:
-        super().__init__()
-        self.bert = BertModel(config)
-        self.classifier = nn.Linear(config.n_embd, num_labels)
-
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)
-        return self.classifier(pooled)  # (B, num_labels); dropout is the identity in eval mode
-
-
 class Classifier(_Checkpoint):
     """A fine-tuned classification checkpoint (``model``: encoder + classifier; ``labels``: class names by id)."""
 
@@ -259,11 +246,14 @@ class Classifier(_Checkpoint):
     def __init__(self, path: Path, ckpt: dict[str, Any], device: Union[str, torch.device] = "cpu",
                  labels: Optional[list[str]] = None) -> None:
         super().__init__(path, ckpt, device)
-        state = ckpt["state_dict"]
-        num_labels = ckpt.get("num_labels", state["classifier.bias"].shape[0] if "classifier.bias" in state else 0)
+        # "model." since the head moved into lit_lm.model (checkpoints written before it hold bare keys)
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+        if "classifier.bias" not in state:
+            raise ValueError(f"{path}: a classification checkpoint without classifier weights")
+        num_labels = state["classifier.bias"].shape[0]
         self.task_name: Optional[str] = ckpt.get("task_name")
-        state = {k: v for k, v in state.items() if k.startswith(("bert.", "classifier."))}
-        self.model: _SequenceClassifier = self._load_state(_SequenceClassifier(self.config, num_labels), state)
+        self.model: BertForSequenceClassification = self._load_state(
+            BertForSequenceClassification(self.config, num_labels), state)
         if labels is None:
             labels = self._task_labels(num_labels)
         if num_labels > 1 and len(labels) != num_labels:

@@ -19,15 +19,14 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from tokenizers import Tokenizer
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassMatthewsCorrCoef
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from data_modules.tokenizer import load_error
-from lit_lm.config import BertConfig
+from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.convert import hf_to_lit_state_dict, strip_prefix
-from lit_lm.model import BertModel, init_weights
+from lit_lm.model import BertForSequenceClassification
 from lit_lm.optim import Schedule, adamw, warmup_decay
-from lit_lm.pretraining import resolve_config
 
 _PRETRAINING_HEADS = ("model.mlm_head.", "model.nsp_head.")
 
@@ -39,6 +38,8 @@ _PRETRAINING_HEADS = ("model.mlm_head.", "model.nsp_head.")
 def read_checkpoint(path: Union[str, Path], kind: Optional[str] = None) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a lit-lm checkpoint, checking its ``lit_lm_kind`` (one-line errors)."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint file (expected a lit-lm .ckpt)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, tampered or foreign files raise many different errors
@@ -62,14 +63,20 @@ def load_pretrained(path: Union[str, Path]) -> tuple[BertConfig, dict[str, torch
         if not (path / "config.json").is_file():
             raise ValueError(f"{path}: not a HuggingFace BERT directory (no config.json)")
         config = BertConfig.from_hf_json(path / "config.json")
-        if (path / "model.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            hf_state = load_file(path / "model.safetensors")
-        elif (path / "pytorch_model.bin").is_file():
-            hf_state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        else:
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            weights = path / "pytorch_model.bin"
+        if not weights.is_file():
             raise ValueError(f"{path}: no model.safetensors or pytorch_model.bin")
+        try:
+            if weights.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                hf_state = load_file(weights)
+            else:
+                hf_state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, tampered or foreign files raise many different errors
+            raise ValueError(f"{weights}: not a readable checkpoint ({load_error(e)})") from None
         lit = hf_to_lit_state_dict(strip_prefix(hf_state), config)
         encoder = {k.removeprefix("bert."): v for k, v in lit.items() if k.startswith("bert.")}
         return config, encoder, load_tokenizer(path).to_str()
@@ -86,6 +93,22 @@ def load_pretrained(path: Union[str, Path]) -> tuple[BertConfig, dict[str, torch
 
 def _vocabulary(tokenizer_json: str) -> dict[str, int]:
     return Tokenizer.from_str(tokenizer_json).get_vocab()
+
+
+class MatthewsCorrCoef(MulticlassConfusionMatrix):
+    """Matthews correlation as GLUE scores CoLA (its scorer calls sklearn's ``matthews_corrcoef``): computed from
+    the confusion matrix, and 0 when every prediction (or every label) is one class. torchmetrics' own returns a
+    limit value there instead (0.18 on a test case), which would credit the classic failure, a model that calls
+    every sentence acceptable."""
+
+    def compute(self) -> torch.Tensor:
+        c = super().compute().double()  # (true, predicted)
+        t, p, n = c.sum(1), c.sum(0), c.sum()
+        cov_tp = c.trace() * n - (t * p).sum()
+        cov_pp, cov_tt = n * n - (p * p).sum(), n * n - (t * t).sum()
+        if cov_pp * cov_tt == 0:
+            return torch.zeros((), dtype=torch.float32, device=c.device)
+        return (cov_tp / torch.sqrt(cov_tt * cov_pp)).float()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -136,29 +159,50 @@ class SequenceClassification(L.LightningModule):
         super().__init__()
         from data_modules.tokenizer import load_tokenizer
 
-        if num_labels < 1:
-            raise ValueError(f"--model.num_labels={num_labels}: expected >= 1 (1 = regression)")
-        tokenizer_json = load_tokenizer(tokenizer).to_str() if tokenizer is not None else None
+        checks = [
+            (num_labels >= 1, f"--model.num_labels={num_labels}: expected >= 1 (1 = regression)"),
+            (pretrained is None or str(pretrained).strip() != "",
+             "--model.pretrained '': expected a lit-lm pretraining .ckpt or a HuggingFace BERT directory "
+             "(null for a random initialisation)"),
+            (dropout is None or 0.0 <= dropout < 1.0, f"--model.dropout={dropout}: expected 0 <= p < 1"),
+            (0.0 <= classifier_dropout < 1.0, f"--model.classifier_dropout={classifier_dropout}: expected 0 <= p < 1"),
+            (lr > 0, f"--model.lr={lr}: expected > 0"),
+            (weight_decay >= 0, f"--model.weight_decay={weight_decay}: expected >= 0"),
+            (warmup_steps >= 0, f"--model.warmup_steps={warmup_steps}: expected >= 0 (steps, or a fraction < 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
         regularisation = {} if dropout is None else {"hidden_dropout": dropout, "attention_dropout": dropout}
         if pretrained is not None:
-            pretrained_config, encoder_state, pretrained_tokenizer = load_pretrained(pretrained)
-            self.config = resolve_config(pretrained_config, **regularisation)
+            with option("--model.pretrained"):
+                pretrained_config, encoder_state, pretrained_tokenizer = load_pretrained(pretrained)
+            self.config = resolve_config(pretrained_config, "--model.pretrained", **regularisation)
+        # The tokenizer is stated once, as --data.tokenizer, and linked here (the CLI defaults it to the pretrained
+        # model's): errors name that option.
+        tokenizer_json = None
+        if tokenizer is not None and tokenizer != pretrained:
+            tokenizer_json = load_tokenizer(tokenizer, "--data.tokenizer").to_str()
+        if pretrained is not None:
             if tokenizer_json is not None and _vocabulary(tokenizer_json) != _vocabulary(pretrained_tokenizer):
-                raise ValueError(f"--model.tokenizer {tokenizer}: its vocabulary differs from the one {pretrained} "
+                raise ValueError(f"--data.tokenizer {tokenizer}: its vocabulary differs from the one {pretrained} "
                                  f"was trained with ({len(_vocabulary(tokenizer_json))} vs "
-                                 f"{len(_vocabulary(pretrained_tokenizer))} tokens)")
+                                 f"{len(_vocabulary(pretrained_tokenizer))} tokens); leave it unset to use that one")
             tokenizer_json = pretrained_tokenizer
         else:
             if tokenizer_json is None:
-                raise ValueError("--model.tokenizer (or --data.tokenizer) is required without --model.pretrained: "
-                                 "it sets the vocabulary size of the randomly initialised encoder")
+                raise ValueError("--data.tokenizer is required without --model.pretrained: it sets the vocabulary "
+                                 "size of the randomly initialised encoder")
             if isinstance(config, str) and config.endswith(".ckpt"):
-                config = read_checkpoint(Path(config).expanduser())["bert_config"]
-            self.config = resolve_config(config, vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size(),
+                with option("--model.config"):
+                    config = read_checkpoint(Path(config).expanduser())["bert_config"]
+            self.config = resolve_config(config, "--model.config",
+                                         vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size(),
                                          **regularisation)
         n_tokens = Tokenizer.from_str(tokenizer_json).get_vocab_size()
         if n_tokens > self.config.vocab_size:
-            raise ValueError(f"tokenizer {tokenizer or pretrained} has {n_tokens} tokens but the encoder of "
+            flag = "--data.tokenizer" if tokenizer is not None and tokenizer != pretrained else "--model.pretrained"
+            raise ValueError(f"{flag}: tokenizer {tokenizer or pretrained} has {n_tokens} tokens but the encoder of "
                              f"{pretrained or 'config ' + str(config)} has vocab_size={self.config.vocab_size}")
         # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
         # The tokenizer in use: without --model.tokenizer the pretrained one. The CLI gives the data module the same
@@ -170,14 +214,11 @@ class SequenceClassification(L.LightningModule):
         self.task_name: Optional[str] = None  # from the data module, saved in checkpoints
         self._val_splits: tuple[str, ...] = ("dev",)
 
-        self.bert = BertModel(self.config)
-        self.dropout = nn.Dropout(classifier_dropout)
-        self.classifier = nn.Linear(self.config.n_embd, num_labels)
-        init_weights(self, self.config.initializer_range)
+        self.model = BertForSequenceClassification(self.config, num_labels, classifier_dropout)
         if pretrained is not None:
-            missing, unexpected = self.bert.load_state_dict(encoder_state, strict=False)
+            missing, unexpected = self.model.bert.load_state_dict(encoder_state, strict=False)
             if missing or unexpected:
-                raise ValueError(f"{pretrained}: encoder weights do not fit (missing {missing[:5]}, "
+                raise ValueError(f"--model.pretrained {pretrained}: encoder weights do not fit (missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]})")
         self.val_metrics = nn.ModuleList([self._metrics()])
 
@@ -194,7 +235,7 @@ class SequenceClassification(L.LightningModule):
         if metric == "f1":
             m["f1"] = BinaryF1Score()
         elif metric == "matthews":
-            m["mcc"] = MulticlassMatthewsCorrCoef(self.hparams.num_labels)
+            m["mcc"] = MatthewsCorrCoef(self.hparams.num_labels)
         return MetricCollection(m)
 
     def _val_prefixes(self) -> list[str]:
@@ -204,8 +245,7 @@ class SequenceClassification(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
                 attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, num_labels); for regression (num_labels = 1) the scores are ``logits[:, 0]``."""
-        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, C)
-        return self.classifier(self.dropout(pooled))
+        return self.model(input_ids, token_type_ids, attention_mask)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).float()

@@ -6,9 +6,11 @@ No torch import here: the CLI parses configs (and ``--help`` documents them) wit
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 # (n_layer, n_embd) of the BERT sizes released by Turc et al. (2019) and Devlin et al. (2019);
 # heads = n_embd / 64 and intermediate = 4 * n_embd throughout, as in those releases.
@@ -153,6 +155,38 @@ class BertConfig:
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextmanager
+def option(flag: str) -> Iterator[None]:
+    """A ValueError raised inside names the command-line ``flag`` its value came from, unless it names one already.
+
+    LightningCLI builds the modules after parsing, so an error there would otherwise reach the user without the
+    option that caused it (a file name alone, or a field of BertConfig).
+    """
+    try:
+        yield
+    except ValueError as e:
+        message = str(e)
+        if message.startswith("--"):
+            raise
+        raise ValueError(f"{flag}: {message}") from None
+
+
+def resolve_config(config: Union[str, BertConfig, dict[str, Any]], flag: str = "--model.config",
+                   **overrides: Any) -> BertConfig:
+    """A size name, a config.json path, a BertConfig or its dict (as stored in checkpoints), with overrides.
+    Errors are one line naming ``flag``, the option the value came from."""
+    known = {f.name for f in fields(BertConfig)}
+    with option(flag):
+        unknown = sorted((set(overrides) | (set(config) if isinstance(config, dict) else set())) - known)
+        if unknown:
+            raise ValueError(f"unknown BertConfig field(s) {', '.join(unknown)} (see `lit-lm config --help`)")
+        if isinstance(config, BertConfig):
+            return BertConfig(**{**config.asdict(), **overrides})
+        if isinstance(config, dict):
+            return BertConfig(**{**config, **overrides})
+        return BertConfig.resolve(config, **overrides)
 
 
 _OPTIONS = ("position_embedding", "relative_positions", "pre_ln", "mlp", "bias")

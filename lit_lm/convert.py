@@ -6,12 +6,13 @@ transformers is imported lazily: it is a test/interop extra, never needed to tra
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import torch
+import torch.nn as nn
 
 from lit_lm.config import BertConfig
-from lit_lm.model import BertForPreTraining
+from lit_lm.model import BertForPreTraining, BertForSequenceClassification
 
 if TYPE_CHECKING:  # pragma: no cover
     import transformers
@@ -105,25 +106,45 @@ def config_from_hf(hf_config: "transformers.BertConfig", **overrides) -> BertCon
     return BertConfig.from_hf_dict(hf_config.to_dict(), **overrides)
 
 
-def from_hf(hf_model: "transformers.PreTrainedModel") -> BertForPreTraining:
-    """A lit-lm ``BertForPreTraining`` with the weights of a HuggingFace BERT model (heads where it has them)."""
+def from_hf(hf_model: "transformers.PreTrainedModel") -> Union[BertForPreTraining, BertForSequenceClassification]:
+    """The lit-lm model with the weights of a HuggingFace BERT: a ``BertForSequenceClassification`` gives ours (same
+    logits), any other BERT model a ``BertForPreTraining`` (with the heads it has; the others stay initialised)."""
     config = config_from_hf(hf_model.config)
-    model = BertForPreTraining(config)
-    state = hf_to_lit_state_dict(strip_prefix(hf_model.state_dict()), config)
+    hf_state = strip_prefix(hf_model.state_dict())
+    state = hf_to_lit_state_dict(hf_state, config)
+    if "classifier.weight" in hf_state:
+        hf_config = hf_model.config
+        # HF's dropout before the classifier: classifier_dropout, or the hidden dropout when that is unset
+        p = hf_config.classifier_dropout if hf_config.classifier_dropout is not None else hf_config.hidden_dropout_prob
+        model: nn.Module = BertForSequenceClassification(config, hf_config.num_labels, p)
+        state = {k: v for k, v in state.items() if k.startswith("bert.")}
+        state.update({k: v for k, v in hf_state.items() if k.startswith("classifier.")})
+        heads: tuple[str, ...] = ()
+    else:
+        model, heads = BertForPreTraining(config), ("mlm_head.", "nsp_head.")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(("mlm_head.", "nsp_head."))]
+    missing = [k for k in missing if not k.startswith(heads)] if heads else missing
     if missing or unexpected:
         raise ValueError(f"HuggingFace weights do not fit: missing {missing}, unexpected {unexpected}")
     return model
 
 
-def to_hf(model: BertForPreTraining) -> "transformers.BertForPreTraining":
-    """The equivalent ``transformers.BertForPreTraining`` (needs the interop extra: transformers)."""
+def to_hf(model: Union[BertForPreTraining, BertForSequenceClassification]) -> "transformers.PreTrainedModel":
+    """The equivalent ``transformers.BertForPreTraining`` or ``BertForSequenceClassification`` (needs the interop
+    extra: transformers)."""
     import transformers
 
-    hf_config = transformers.BertConfig(**model.config.to_hf_dict())
-    hf_model = transformers.BertForPreTraining(hf_config)
-    state = lit_to_hf_state_dict(model.state_dict(), model.config)
+    if isinstance(model, BertForSequenceClassification):
+        hf_config = transformers.BertConfig(**{**model.config.to_hf_dict(), "architectures": [type(model).__name__]},
+                                            num_labels=model.classifier.out_features, classifier_dropout=model.dropout.p)
+        hf_model = transformers.BertForSequenceClassification(hf_config)
+        lit = model.state_dict()
+        state = lit_to_hf_state_dict({k: v for k, v in lit.items() if k.startswith("bert.")}, model.config)
+        state.update({k: v.detach().clone() for k, v in lit.items() if k.startswith("classifier.")})
+    else:
+        hf_config = transformers.BertConfig(**model.config.to_hf_dict())
+        hf_model = transformers.BertForPreTraining(hf_config)
+        state = lit_to_hf_state_dict(model.state_dict(), model.config)
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:

@@ -50,7 +50,7 @@ def export(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path
         # tied to the word embeddings: HF's own save_pretrained leaves them out too
         hf_state = {k: v for k, v in hf_state.items() if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}
     elif kind == "classification":
-        state = ckpt["state_dict"]
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}  # BertForSequenceClassification
         hf_state = lit_to_hf_state_dict({k: v for k, v in state.items() if k.startswith("bert.")}, config)
         hf_state["classifier.weight"], hf_state["classifier.bias"] = state["classifier.weight"], state["classifier.bias"]
         num_labels = int(ckpt["num_labels"])

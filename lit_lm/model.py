@@ -302,3 +302,26 @@ class BertForPreTraining(nn.Module):
             emb = self.bert.embeddings
             n -= sum(m.weight.numel() for m in (emb.word, emb.position, emb.token_type) if m is not None)
         return n
+
+
+class BertForSequenceClassification(nn.Module):
+    """The encoder with BERT's fine-tuning head (Devlin et al., 2019, section 4.1; HF's
+    ``BertForSequenceClassification``): the pooled [CLS] vector -> dropout -> one linear layer."""
+
+    def __init__(self, config: BertConfig, num_labels: int, classifier_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(config.n_embd, num_labels)
+        init_weights(self, config.initializer_range)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, num_labels); for regression (num_labels = 1, STS-B) the scores are ``logits[:, 0]``."""
+        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, C)
+        return self.classifier(self.dropout(pooled))

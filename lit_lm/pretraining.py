@@ -13,18 +13,9 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_lm.config import BertConfig
+from lit_lm.config import BertConfig, resolve_config
 from lit_lm.model import BertForPreTraining
 from lit_lm.optim import Schedule, adamw, time_budget, warmup_decay
-
-
-def resolve_config(config: Union[str, BertConfig, dict], **overrides: Any) -> BertConfig:
-    """A size name, a config.json path, a BertConfig or its dict (as stored in checkpoints), with overrides."""
-    if isinstance(config, BertConfig):
-        return BertConfig(**{**config.asdict(), **overrides})
-    if isinstance(config, dict):
-        return BertConfig(**{**config, **overrides})
-    return BertConfig.resolve(config, **overrides)
 
 
 def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int, n_query_rows: Optional[int] = None) -> int:
@@ -59,6 +50,7 @@ class MLMPretraining(L.LightningModule):
         warmup_steps: Union[int, float] = 10000,
         schedule: Schedule = "linear",
         budget: Literal["steps", "time"] = "steps",
+        schedule_steps: Optional[int] = None,
         nsp: bool = True,
         sparse_prediction: bool = True,
         compile: bool = False,
@@ -79,6 +71,8 @@ class MLMPretraining(L.LightningModule):
             budget: What the schedule runs over: 'steps' (to ``trainer.max_steps``) or 'time' (to ``trainer.max_time``:
                 the rate reaches zero when the time does, however many steps fit; warmup as steps or a float < 1,
                 a fraction of the time).
+            schedule_steps: Optimizer steps the warmup and decay span (None: ``trainer.max_steps``); set it above
+                max_steps to run one schedule in phases, as BERT's 90% of the steps at length 128, then 10% at 512.
             nsp: Train the next-sentence-prediction head too (turn off for MLM-only, as RoBERTa).
             sparse_prediction: Send only the masked positions through the vocabulary projection (same loss, less work).
             compile: Compile the encoder with torch.compile (costs 10-30 s at start; pays off on GPUs).
@@ -87,7 +81,18 @@ class MLMPretraining(L.LightningModule):
                 baselines and they are logged beside val/mlm_acc); None: never.
         """
         super().__init__()
-        self.config = resolve_config(config, **{**(config_overrides or {}), "vocab_size": vocab_size})
+        checks = [
+            (lr > 0, f"--model.lr={lr}: expected > 0"),
+            (weight_decay >= 0, f"--model.weight_decay={weight_decay}: expected >= 0"),
+            (warmup_steps >= 0, f"--model.warmup_steps={warmup_steps}: expected >= 0 (steps, or a fraction < 1)"),
+            (plateau_check is None or 0 < plateau_check <= 1,
+             f"--model.plateau_check={plateau_check}: expected a share of the budget in (0, 1], or null"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        self.config = resolve_config(resolve_config(config), "--model.config_overrides",
+                                     **{**(config_overrides or {}), "vocab_size": vocab_size})
         # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["config", "config_overrides"])
         self.hparams["config"] = self.config.asdict()
@@ -126,6 +131,12 @@ class MLMPretraining(L.LightningModule):
             out["nsp_loss"] = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
             out["loss"] = out["mlm_loss"] + out["nsp_loss"]
         return out
+
+    def step_flops(self, batch_size: int, seq_len: int, mlm_probability: float = 0.15) -> int:
+        """Training FLOPs of one batch of full-length sequences (the most a batch of that shape costs)."""
+        n = batch_size * seq_len
+        n_predicted = round(mlm_probability * n) if self.hparams.sparse_prediction else n
+        return training_flops(self.config, n, seq_len, n_predicted)
 
     def _flops(self, batch: dict[str, torch.Tensor]) -> int:
         B, T = batch["input_ids"].shape
@@ -207,7 +218,7 @@ class MLMPretraining(L.LightningModule):
         if self.hparams.budget == "time":
             timer = self._timer()
             return None if timer is None else timer.time_elapsed() / (timer.time_elapsed() + max(0.0, timer.time_remaining()))
-        total = self.trainer.estimated_stepping_batches
+        total = self.hparams.get("schedule_steps") or self.trainer.estimated_stepping_batches  # a phase of a longer schedule
         return self.global_step / total if math.isfinite(total) and total > 0 else None
 
     def _timer(self) -> Optional[Timer]:
@@ -255,6 +266,8 @@ class MLMPretraining(L.LightningModule):
     def configure_optimizers(self) -> dict:
         h = self.hparams
         optimizer = adamw(self.model, h.lr, tuple(h.betas), h.eps, h.weight_decay)
+        if h.get("schedule_steps") is not None and h.budget == "time":
+            raise ValueError("--model.schedule_steps sets the length of a step schedule: not with --model.budget time")
         if h.budget == "time":
             timer = self._timer()
             if timer is None:
@@ -263,6 +276,13 @@ class MLMPretraining(L.LightningModule):
             elapsed = lambda: timer.time_elapsed() / duration  # noqa: E731
             return {"optimizer": optimizer, "lr_scheduler": time_budget(optimizer, h.warmup_steps, h.schedule, elapsed)}
         total = int(self.trainer.estimated_stepping_batches)
+        if h.get("schedule_steps") is not None:
+            # BERT's recipe trains one 1M-step schedule in two runs (90% at length 128, 10% at 512; Devlin et al.,
+            # 2019, A.2): the first stops at max_steps 900k while the rate decays towards zero at 1M. A resume
+            # rebuilds this lambda from the hyper-parameters and the scheduler state only holds the step.
+            if h.schedule_steps < total:  # the rate would sit at zero for the last steps
+                raise ValueError(f"--model.schedule_steps={h.schedule_steps}: expected >= --trainer.max_steps={total}")
+            total = int(h.schedule_steps)
         warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, max(1, warmup), total, h.schedule)}
 
@@ -293,6 +313,12 @@ class MLMPretraining(L.LightningModule):
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.trainer.world_size > 1:
+            # Each rank draws as many dropout numbers as its own batches hold, so the ranks' states differ: keep
+            # every rank's (on_save_checkpoint runs on every rank), or a resumed rank > 0 drops other units.
+            checkpoint["rng_states"]["torch_per_rank"] = self.all_gather(torch.get_rng_state()).cpu()
+            if self.device.type == "cuda":
+                checkpoint["rng_states"]["cuda_per_rank"] = self.all_gather(torch.cuda.get_rng_state(self.device)).cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
@@ -314,3 +340,8 @@ class MLMPretraining(L.LightningModule):
             torch.set_rng_state(states["torch"])
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            if len(states.get("torch_per_rank", ())) == world:  # this rank's own (same world size)
+                torch.set_rng_state(states["torch_per_rank"][rank].clone())  # a row view of the stack segfaults
+            if len(states.get("cuda_per_rank", ())) == world and self.device.type == "cuda":
+                torch.cuda.set_rng_state(states["cuda_per_rank"][rank].clone(), self.device)

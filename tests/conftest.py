@@ -1,13 +1,32 @@
-"""Shared fixtures. Real data (GLUE SST-2, WikiText) is found through one fixture, ``data_root``."""
+"""Shared fixtures. Real data (GLUE SST-2, WikiText) is found through one fixture, ``data_root``; the HF reference
+(``transformers``) through ``require_transformers``. CI fails when a test skipped for want of either."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+HF_REFERENCE_MISSING = "transformers not installed (the HF reference)"
+"""The skip reason of every test that needs HuggingFace ``transformers``; .ci/run fails when it appears in the log."""
+
+
+def require_transformers() -> Any:
+    """``transformers`` (the HF reference the parity, export and config tests compare with), or skip the test or
+    module with the fixed reason above. Only a missing package skips: one that is installed but fails to import is
+    a broken environment and raises."""
+    __tracebackhide__ = True  # the skip summary names the test's line, not this one
+    return pytest.importorskip("transformers", reason=HF_REFERENCE_MISSING, exc_type=ModuleNotFoundError)
+
+
+@pytest.fixture(scope="session")
+def transformers() -> Any:
+    """``require_transformers()`` as a fixture."""
+    return require_transformers()
 
 
 @pytest.fixture(scope="session")

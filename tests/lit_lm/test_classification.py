@@ -98,7 +98,9 @@ def test_cli_fit_validate_predict_from_pretraining_checkpoint(tmp_path, monkeypa
 
 
 def test_cli_fit_from_huggingface_directory(tmp_path, monkeypatch, tokenizer_path):
-    transformers = pytest.importorskip("transformers")
+    from conftest import require_transformers
+
+    transformers = require_transformers()
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
@@ -159,10 +161,10 @@ def test_cli_reports_bad_input_on_one_line(tmp_path, monkeypatch, capsys, tokeni
 def test_encoder_comes_from_the_pretraining_checkpoint(pretrain_ckpt):
     state = torch.load(pretrain_ckpt, weights_only=True)["state_dict"]
     model = SequenceClassification(pretrained=str(pretrain_ckpt))
-    for k, v in model.bert.state_dict().items():
+    for k, v in model.model.bert.state_dict().items():
         torch.testing.assert_close(v, state[f"model.bert.{k}"], rtol=0, atol=0)
-    assert model.classifier.out_features == 2 and model.dropout.p == 0.1
-    assert SequenceClassification(pretrained=str(pretrain_ckpt), classifier_dropout=0.3).dropout.p == 0.3
+    assert model.model.classifier.out_features == 2 and model.model.dropout.p == 0.1
+    assert SequenceClassification(pretrained=str(pretrain_ckpt), classifier_dropout=0.3).model.dropout.p == 0.3
 
 
 def _validate(model: SequenceClassification, data_dir: Path, tokenizer: Path, cache: Path) -> dict[str, float]:
@@ -183,8 +185,8 @@ def test_val_acc_is_micro_accuracy(tmp_path, tokenizer_path):
     (d / "test.tsv").write_text("index\tsentence\n0\tfine\n")
     model = SequenceClassification(tokenizer=str(tokenizer_path), config="tiny")
     with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.copy_(torch.tensor([0.0, 5.0]))
+        model.model.classifier.weight.zero_()
+        model.model.classifier.bias.copy_(torch.tensor([0.0, 5.0]))
     metrics = _validate(model, d, tokenizer_path, tmp_path / "cache")
     assert metrics["val/acc"] == pytest.approx(0.8)
     expected_loss = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 5.0]] * 10), torch.tensor([1] * 8 + [0] * 2))
@@ -211,7 +213,7 @@ def test_classification_checkpoint_is_not_a_pretrained_encoder(tmp_path, pretrai
     cls_ckpt = _save(SequenceClassification(pretrained=str(pretrain_ckpt)), tmp_path / "cls.ckpt")
     with pytest.raises(ValueError) as e:
         SequenceClassification(pretrained=str(cls_ckpt))
-    assert str(e.value) == f"{cls_ckpt}: a lit-lm classification checkpoint; expected a pretraining checkpoint"
+    assert str(e.value) == f"--model.pretrained: {cls_ckpt}: a lit-lm classification checkpoint; expected a pretraining checkpoint"
 
 
 @pytest.mark.parametrize("content, message", [
@@ -229,7 +231,7 @@ def test_foreign_or_broken_files_are_one_line_errors(tmp_path, pretrain_ckpt, co
         path.write_text("not a checkpoint\n")
     with pytest.raises(ValueError, match=message) as e:
         SequenceClassification(pretrained=str(path))
-    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"--model.pretrained: {path}: ") and "\n" not in str(e.value)
 
 
 def test_pretraining_checkpoint_with_unexpected_keys(tmp_path, pretrain_ckpt):
@@ -253,7 +255,9 @@ def test_tokenizer_must_match_the_encoder(tmp_path, pretrain_ckpt, tokenizer_pat
         SequenceClassification(pretrained=str(pretrain_ckpt), tokenizer=str(other))
     assert str(other) in str(e.value) and str(pretrain_ckpt) in str(e.value) and "vocabulary differs" in str(e.value)
     # a tokenizer larger than the encoder's vocabulary (an HF dir whose vocab.txt outgrew config.json)
-    transformers = pytest.importorskip("transformers")
+    from conftest import require_transformers
+
+    transformers = require_transformers()
     hf_dir = tmp_path / "hf"
     transformers.BertModel(transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
                                                    num_attention_heads=2, intermediate_size=64)).save_pretrained(hf_dir)
@@ -274,7 +278,7 @@ def test_data_tokenizer_must_match_the_model(tmp_path, pretrain_ckpt):
 
 
 def test_random_init_needs_a_tokenizer():
-    with pytest.raises(ValueError, match=r"--model\.tokenizer \(or --data\.tokenizer\) is required without --model\.pretrained"):
+    with pytest.raises(ValueError, match=r"--data\.tokenizer is required without --model\.pretrained"):
         SequenceClassification()
 
 
@@ -295,11 +299,11 @@ def test_finetuning_dropout_overrides_the_pretraining_one(tmp_path, tokenizer_pa
     ckpt = _save(model, tmp_path / "dropout0.ckpt")
     assert torch.load(ckpt, weights_only=True)["bert_config"]["hidden_dropout"] == 0.0
     clf = SequenceClassification(pretrained=str(ckpt))
-    assert (clf.config.hidden_dropout, clf.config.attention_dropout, clf.dropout.p) == (0.1, 0.1, 0.1)
-    drops = [m.p for m in clf.bert.modules() if isinstance(m, torch.nn.Dropout)]
-    assert drops and all(p == 0.1 for p in drops) and clf.bert.blocks[0].attn.attn_dropout == 0.1
+    assert (clf.config.hidden_dropout, clf.config.attention_dropout, clf.model.dropout.p) == (0.1, 0.1, 0.1)
+    drops = [m.p for m in clf.model.bert.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(p == 0.1 for p in drops) and clf.model.bert.blocks[0].attn.attn_dropout == 0.1
     random_init = SequenceClassification(tokenizer=str(tokenizer_path))
-    assert (random_init.config.hidden_dropout, random_init.dropout.p) == (0.1, 0.1)  # both arms alike
+    assert (random_init.config.hidden_dropout, random_init.model.dropout.p) == (0.1, 0.1)  # both arms alike
     assert SequenceClassification(pretrained=str(ckpt), dropout=None).config.hidden_dropout == 0.0  # kept if asked
     # a random-init baseline shaped like a checkpoint's encoder: --model.config CKPT
     model_b = MLMPretraining(config="mini", vocab_size=model.config.vocab_size,

@@ -12,7 +12,7 @@ from lit_lm.cli import LitLMCLI, main
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN_LAYERS = ["configs/quickstart.yaml", "configs/wikitext2_tiny.yaml"]  # layered on cli.yaml (tiny models)
 BUDGET_LAYERS = ["configs/cpu_hour.yaml"]
-STANDALONE = ["configs/sst2.yaml", "configs/quickstart_sst2.yaml"]
+STANDALONE = ["configs/sst2.yaml", "configs/quickstart_sst2.yaml", "configs/glue.yaml"]
 
 
 def _instantiate(args: list[str], monkeypatch) -> LitLMCLI:
@@ -70,7 +70,7 @@ def test_finetuning_configs_instantiate(quickstart_run, monkeypatch):
         cli = _instantiate(["--config", config, "--model.pretrained", ckpt], monkeypatch)
         assert cli.model.hparams.num_labels == 2  # linked from data.task_name
         assert cli.datamodule.hparams.tokenizer == ckpt  # defaults to the one inside --model.pretrained
-        assert cli.trainer.gradient_clip_val == 1.0 and cli.model.dropout.p == 0.1
+        assert cli.trainer.gradient_clip_val == 1.0 and cli.model.model.dropout.p == 0.1
 
 
 def _error(args: list[str], capsys, monkeypatch) -> str:

@@ -42,7 +42,9 @@ def test_hf_json_round_trip(tmp_path):
 
 
 def test_hf_json_matches_transformers(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    from conftest import require_transformers
+
+    transformers = require_transformers()
     hf = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=99)
     hf.save_pretrained(tmp_path)
     c = BertConfig.from_hf_json(tmp_path / "config.json")

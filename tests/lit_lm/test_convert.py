@@ -8,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-transformers = pytest.importorskip("transformers")
+from conftest import require_transformers  # noqa: E402  (tests/conftest.py: pytest puts tests/ on sys.path)
+
+transformers = require_transformers()
 
 from lit_lm.classification import load_pretrained  # noqa: E402
 from lit_lm.config import BertConfig  # noqa: E402
 from lit_lm.convert import from_hf, lit_to_hf_state_dict, to_hf  # noqa: E402
-from lit_lm.model import BertForPreTraining, BertModel, sinusoidal_positions  # noqa: E402
+from lit_lm.model import BertForPreTraining, BertForSequenceClassification, BertModel, sinusoidal_positions  # noqa: E402
 
 SHAPES = [  # (layers, hidden, heads, intermediate, vocab)
     (1, 32, 2, 64, 97),
@@ -159,3 +161,34 @@ def test_load_a_saved_huggingface_directory(tmp_path, weights):
     torch.testing.assert_close(hidden[mask.bool()], ref.last_hidden_state[mask.bool()], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(pooled, ref.pooler_output, rtol=1e-5, atol=1e-5)
     assert '"w0"' in tokenizer_json
+
+
+@pytest.mark.parametrize("num_labels", [3, 1])  # MNLI's three classes; STS-B's regression
+def test_sequence_classification_matches_huggingface_both_ways(num_labels):
+    """lit_lm.model.BertForSequenceClassification gives transformers' logits from the same weights, whichever side
+    the weights started on."""
+    shape = SHAPES[1]
+    n_layer, n_embd, n_head, inter, vocab = shape
+    torch.manual_seed(0)
+    hf_config = transformers.BertConfig(vocab_size=vocab, hidden_size=n_embd, num_hidden_layers=n_layer,
+                                        num_attention_heads=n_head, intermediate_size=inter, max_position_embeddings=64,
+                                        num_labels=num_labels, classifier_dropout=0.2, attn_implementation="eager")
+    hf = transformers.BertForSequenceClassification(hf_config).eval()
+    with torch.no_grad():  # a non-zero classifier bias and LayerNorm values, so a swapped key cannot pass unnoticed
+        for name, p in hf.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    ids, types, mask = _batch(vocab)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).logits  # (B, num_labels)
+        ours = from_hf(hf).eval()
+        assert isinstance(ours, BertForSequenceClassification) and ours.dropout.p == 0.2
+        torch.testing.assert_close(ours(ids, types, mask), ref, rtol=1e-5, atol=1e-5)
+        # from lit-lm's own random init to transformers
+        torch.manual_seed(1)
+        mine = BertForSequenceClassification(ours.config, num_labels).eval()
+        back = to_hf(mine)
+        assert isinstance(back, transformers.BertForSequenceClassification) and back.config.num_labels == num_labels
+        torch.testing.assert_close(back(input_ids=ids, token_type_ids=types, attention_mask=mask).logits,
+                                   mine(ids, types, mask), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(mine(ids, types, mask), ref)  # two different models: the comparison can fail

@@ -9,7 +9,9 @@ import lightning as L
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+from conftest import require_transformers  # noqa: E402  (tests/conftest.py: pytest puts tests/ on sys.path)
+
+transformers = require_transformers()
 
 from data_modules.tokenizer import load_tokenizer, train_tokenizer  # noqa: E402
 from lit_lm import cli  # noqa: E402
@@ -93,7 +95,7 @@ def test_export_classification_checkpoint(tmp_path):
     pre = _pretraining_ckpt(tmp_path / "pre.ckpt")
     model = SequenceClassification(pretrained=str(pre), num_labels=3)
     with torch.no_grad():
-        model.classifier.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        model.model.classifier.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
     model.task_name = "mnli"
     cls_ckpt = _save(model, tmp_path / "cls.ckpt")
     out = export(cls_ckpt, tmp_path / "hf")
@@ -106,8 +108,8 @@ def test_export_classification_checkpoint(tmp_path):
                                    model(ids, types, mask), rtol=1e-5, atol=1e-5)
     # and our loader reads the exported directory back as a pretrained encoder
     again = SequenceClassification(pretrained=str(out), num_labels=3)
-    for k, v in model.bert.state_dict().items():
-        torch.testing.assert_close(again.bert.state_dict()[k], v, rtol=0, atol=0)
+    for k, v in model.model.bert.state_dict().items():
+        torch.testing.assert_close(again.model.bert.state_dict()[k], v, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("lowercase", [True, False])

@@ -1,0 +1,223 @@
+"""GLUE metric values, checked against hand computation on fixed predictions.
+
+The predictions go through the module's own validation path: ``Trainer.validate`` runs ``setup`` (which picks the
+task's metrics), ``validation_step`` (loss, argmax, metric updates, per dev split) and ``on_validation_epoch_end``
+(compute and log). Only ``forward`` is replaced, by a table of fixed logits looked up by the example number held in
+``input_ids``. The expected values are computed here from the definitions GLUE scores with (Wang et al., 2018:
+Matthews correlation for CoLA, F1 of the positive class and accuracy for MRPC/QQP, Pearson and Spearman for
+STS-B, accuracy elsewhere), over all examples of a split at once, never as a mean of batch values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data_modules.glue import TASKS, GLUETask
+from data_modules.tokenizer import train_tokenizer
+from lit_lm.classification import SequenceClassification
+
+LOGIT = 2.0  # the logit of the predicted class; the others are 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the definitions, by hand
+
+
+def _confusion(preds: list[int], labels: list[int]) -> tuple[int, int, int, int]:
+    tp = sum(p == 1 and y == 1 for p, y in zip(preds, labels))
+    tn = sum(p == 0 and y == 0 for p, y in zip(preds, labels))
+    fp = sum(p == 1 and y == 0 for p, y in zip(preds, labels))
+    fn = sum(p == 0 and y == 1 for p, y in zip(preds, labels))
+    return tp, tn, fp, fn
+
+
+def matthews(preds: list[int], labels: list[int]) -> float:
+    """(TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)); 0 when a factor is 0, as GLUE's scorer (sklearn) says."""
+    tp, tn, fp, fn = _confusion(preds, labels)
+    denom = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    return 0.0 if denom == 0 else (tp * tn - fp * fn) / math.sqrt(denom)
+
+
+def f1_positive(preds: list[int], labels: list[int]) -> float:
+    tp, _, fp, fn = _confusion(preds, labels)
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def accuracy(preds: list[int], labels: list[int]) -> float:
+    return sum(p == y for p, y in zip(preds, labels)) / len(labels)
+
+
+def pearson(a: list[float], b: list[float]) -> float:
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    return cov / math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+
+
+def average_ranks(v: list[float]) -> list[float]:
+    """1-based ranks; tied values share the mean of the ranks they span."""
+    order = sorted(range(len(v)), key=lambda i: v[i])
+    ranks = [0.0] * len(v)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        for k in order[i : j + 1]:
+            ranks[k] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    return pearson(average_ranks(a), average_ranks(b))
+
+
+def cross_entropy_mean(preds: list[int], labels: list[int], num_labels: int) -> float:
+    """Mean over examples of -log softmax(logits)[label], logits = LOGIT at the prediction and 0 elsewhere."""
+    z = math.exp(LOGIT) + num_labels - 1
+    return sum(math.log(z) - (LOGIT if p == y else 0.0) for p, y in zip(preds, labels)) / len(labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the module's validation path on fixed predictions
+
+
+@pytest.fixture(scope="module")
+def tokenizer_path(tmp_path_factory) -> Path:
+    texts = ["the cat sat on the mat", "a dog ran in the park", "it was not the best film"] * 4
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_tokenizer(texts, 60, show_progress=False).save(str(path))
+    return path
+
+
+class FixedPredictions(L.LightningDataModule):
+    """What ``SequenceClassification.setup`` reads from the GLUE data module, with one loader per dev split; each
+    batch's ``input_ids`` hold the examples' numbers in that split (rows of the logits table)."""
+
+    def __init__(self, task: GLUETask, labels: list[list], batch_sizes: list[list[int]]) -> None:
+        super().__init__()
+        self.task, self.val_splits, self.tokenizer_json = task, task.dev, None
+        self._labels, self._batch_sizes = labels, batch_sizes
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        loaders = []
+        for split, (labels, sizes) in enumerate(zip(self._labels, self._batch_sizes)):
+            assert sum(sizes) == len(labels)
+            batches, start = [], 0
+            for n in sizes:
+                rows = torch.arange(start, start + n)
+                dtype = torch.float32 if self.task.is_regression else torch.long
+                y = torch.tensor(labels[start : start + n], dtype=dtype)
+                batches.append({"input_ids": torch.stack([rows, torch.full_like(rows, split)], 1),
+                                "token_type_ids": torch.zeros(n, 2, dtype=torch.long),
+                                "attention_mask": torch.ones(n, 2, dtype=torch.long), "labels": y})
+                start += n
+            loaders.append(DataLoader(batches, batch_size=None))
+        return loaders[0] if len(loaders) == 1 else loaders
+
+
+def validate(tokenizer_path: Path, task_name: str, preds: list[list], labels: list[list],
+             batch_sizes: list[list[int]], monkeypatch) -> dict[str, float]:
+    """The logged values of one ``Trainer.validate`` whose model outputs ``preds`` (class ids, or scores), per split."""
+    task = TASKS[task_name]
+    assert len(preds) == len(labels) == len(batch_sizes) == len(task.dev)
+    module = SequenceClassification(tokenizer=str(tokenizer_path), config="tiny", num_labels=task.num_labels)
+    tables = []
+    for p in preds:
+        if task.is_regression:
+            tables.append(torch.tensor(p, dtype=torch.float32)[:, None])
+        else:
+            tables.append(LOGIT * torch.nn.functional.one_hot(torch.tensor(p), task.num_labels).float())
+
+    def fixed_logits(input_ids, token_type_ids=None, attention_mask=None):
+        return tables[int(input_ids[0, 1])][input_ids[:, 0]]
+
+    monkeypatch.setattr(module, "forward", fixed_logits)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(module, datamodule=FixedPredictions(task, labels, batch_sizes))
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# tests
+
+# 24 examples, TP=9 TN=6 FP=4 FN=5: MCC = (54 - 20) / sqrt(13 * 14 * 10 * 11) = 0.24030, F1 = 18 / 27 = 2/3
+LABELS = [1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0]
+PREDS = [1, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0]
+SIZES = [7, 17]  # unequal batches: a mean of batch values would differ from the value over the split
+
+
+def test_hand_values_of_the_fixed_predictions():
+    assert _confusion(PREDS, LABELS) == (9, 6, 4, 5)
+    assert matthews(PREDS, LABELS) == pytest.approx(34 / math.sqrt(13 * 14 * 10 * 11))
+    assert f1_positive(PREDS, LABELS) == pytest.approx(2 / 3)
+    assert average_ranks([5.0, 1.0, 5.0, 3.0, 5.0]) == [4.0, 1.0, 4.0, 2.0, 4.0]
+    # the batches are unequal enough that a mean of per-batch values is not the split's value
+    a, b = (PREDS[:7], LABELS[:7]), (PREDS[7:], LABELS[7:])
+    assert abs((matthews(*a) + matthews(*b)) / 2 - matthews(PREDS, LABELS)) > 0.05
+    assert abs((f1_positive(*a) + f1_positive(*b)) / 2 - f1_positive(PREDS, LABELS)) > 0.02
+
+
+def test_cola_matthews_correlation(tokenizer_path, monkeypatch):
+    got = validate(tokenizer_path, "cola", [PREDS], [LABELS], [SIZES], monkeypatch)
+    assert set(got) == {"val/loss", "val/acc", "val/mcc"}
+    assert got["val/mcc"] == pytest.approx(matthews(PREDS, LABELS), abs=1e-6)
+    assert got["val/mcc"] == pytest.approx(0.24030, abs=1e-5)
+    assert got["val/acc"] == pytest.approx(15 / 24, abs=1e-6)
+    assert got["val/loss"] == pytest.approx(cross_entropy_mean(PREDS, LABELS, 2), abs=1e-5)
+
+
+def test_cola_matthews_correlation_of_a_constant_prediction_is_zero(tokenizer_path, monkeypatch):
+    """The classic CoLA failure, a model that calls every sentence acceptable, scores MCC 0 in GLUE."""
+    labels = [1, 1, 0, 0, 1, 0, 1, 1]
+    got = validate(tokenizer_path, "cola", [[1] * 8], [labels], [[8]], monkeypatch)
+    assert got["val/mcc"] == pytest.approx(matthews([1] * 8, labels)) == 0.0
+
+
+@pytest.mark.parametrize("task_name", ["mrpc", "qqp"])
+def test_f1_of_the_positive_class_and_accuracy(tokenizer_path, monkeypatch, task_name):
+    got = validate(tokenizer_path, task_name, [PREDS], [LABELS], [SIZES], monkeypatch)
+    assert set(got) == {"val/loss", "val/acc", "val/f1"}
+    assert got["val/f1"] == pytest.approx(f1_positive(PREDS, LABELS), abs=1e-6)
+    assert got["val/f1"] == pytest.approx(2 / 3, abs=1e-6)  # not the negative class's 4/7, nor their mean
+    assert got["val/acc"] == pytest.approx(accuracy(PREDS, LABELS), abs=1e-6)
+
+
+def test_mnli_accuracy_is_micro_on_each_dev_split(tokenizer_path, monkeypatch):
+    """Three imbalanced classes, so the fraction right (GLUE's accuracy) differs from the mean of per-class
+    recalls (torchmetrics' default, macro); matched and mismatched are scored apart."""
+    matched_y = [0] * 10 + [1] * 3 + [2] * 2
+    matched_p = [0] * 9 + [1] + [1, 0, 0] + [2, 0]  # 9 + 1 + 1 right of 15; macro would be (0.9 + 1/3 + 0.5) / 3
+    mism_y = [2] * 6 + [0, 1]
+    mism_p = [2] * 6 + [1, 0]  # 6 of 8; macro (0 + 0 + 1) / 3
+    got = validate(tokenizer_path, "mnli", [matched_p, mism_p], [matched_y, mism_y], [[4, 11], [3, 5]], monkeypatch)
+    assert set(got) == {"val/loss", "val/acc", "val_mismatched/loss", "val_mismatched/acc"}
+    assert accuracy(matched_p, matched_y) == 11 / 15
+    assert got["val/acc"] == pytest.approx(accuracy(matched_p, matched_y), abs=1e-6)
+    assert got["val_mismatched/acc"] == pytest.approx(6 / 8, abs=1e-6)
+    assert got["val/loss"] == pytest.approx(cross_entropy_mean(matched_p, matched_y, 3), abs=1e-5)
+    assert got["val_mismatched/loss"] == pytest.approx(cross_entropy_mean(mism_p, mism_y, 3), abs=1e-5)
+
+
+def test_stsb_pearson_and_spearman_with_ties(tokenizer_path, monkeypatch):
+    labels = [0.0, 1.2, 2.5, 2.5, 3.0, 3.8, 4.0, 4.0, 4.0, 5.0, 1.2, 0.4]
+    scores = [0.5, 0.9, 2.0, 3.5, 3.5, 3.5, 4.8, 2.2, 4.1, 4.9, 1.0, 1.0]
+    got = validate(tokenizer_path, "stsb", [scores], [labels], [[5, 7]], monkeypatch)
+    assert set(got) == {"val/loss", "val/pearson", "val/spearman"}
+    assert got["val/pearson"] == pytest.approx(pearson(scores, labels), abs=1e-5)
+    assert got["val/spearman"] == pytest.approx(spearman(scores, labels), abs=1e-5)
+    # the ties matter: ranking them in order of appearance instead of averaging gives another value
+    def ordinal(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: (v[i], i))
+        return [order.index(k) + 1.0 for k in range(len(v))]
+
+    assert abs(pearson(ordinal(scores), ordinal(labels)) - spearman(scores, labels)) > 1e-3
+    assert got["val/loss"] == pytest.approx(sum((s - y) ** 2 for s, y in zip(scores, labels)) / 12, abs=1e-5)
