@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules import sources
-from data_modules.cache import building, log
+from data_modules.cache import build_once, log
 from data_modules.sources import read_lines
 from data_modules.collators import PadCollator
 from data_modules.tokenizer import load_tokenizer, special_ids
@@ -328,7 +328,7 @@ class GLUEDataModule(L.LightningDataModule):
         if self.tokenizer_source is None:
             raise ValueError("--data.tokenizer is not set: give the model's tokenizer (tokenizer.json, HF directory "
                              "or lit-lm .ckpt), or --model.pretrained, which provides it")
-        tok = load_tokenizer(self.tokenizer_source)
+        tok = load_tokenizer(self.tokenizer_source, "--data.tokenizer")
         special_ids(tok, f"--data.tokenizer {self.tokenizer_source}")
         tok.no_padding()
         # longest_first, as BERT's run_classifier.py truncates pairs; [CLS]/[SEP] are counted in max_length
@@ -353,7 +353,8 @@ class GLUEDataModule(L.LightningDataModule):
         final = self.cache_path(tok)
         if (final / "meta.json").is_file():
             return
-        with building(final, "glue", lambda d: (d / "meta.json").is_file()) as tmp:
+
+        def build(tmp: Path) -> None:
             counts = {}
             for split, examples in self._read_splits():
                 for name, array in _tokenize(examples, tok).items():
@@ -363,6 +364,9 @@ class GLUEDataModule(L.LightningDataModule):
             (tmp / "tokenizer.json").write_text(tok.to_str())
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             log("glue", f"{self.task.name}: {counts} tokenized")
+
+        # one builder at a time across the nodes sharing the cache dir (Lightning prepares data once per node)
+        build_once(final, "glue", lambda d: (d / "meta.json").is_file(), build)
 
     def _read_splits(self) -> Iterator[tuple[str, Examples]]:
         splits = [("train", True), *((s, True) for s in self.task.dev), *((s, False) for s in self.task.test)]

@@ -34,7 +34,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from data_modules import sources
 from data_modules.baselines import count_baselines
-from data_modules.cache import building, discard, log
+from data_modules.cache import build_once, log
 from data_modules.collators import MLMCollator
 from data_modules.nsp import NSPDataset
 from data_modules.packing import PackedDataset
@@ -256,7 +256,9 @@ class WikiText103DataModule(L.LightningDataModule):
         self.baselines: dict | None = None  # count baselines of the validation split (data_modules.baselines)
         self.datasets: dict[str, Dataset] = {}
         self._train_sampler: ResumableSampler | None = None
+        self._train_data: dict | None = None  # what the train sampler indexes (_train_identity), saved with its state
         self._resume: dict[str, int] | None = None  # sampler state from a checkpoint, applied to the next train loader
+        self._resume_data: dict | None = None  # the data that state indexed (None: a checkpoint that did not say)
 
     # -- source and cache identity ------------------------------------------------------------------------------------
 
@@ -287,7 +289,7 @@ class WikiText103DataModule(L.LightningDataModule):
         if self.tokenizer_source is None:
             return {"train": {"vocab_size": self.vocab_size, "lowercase": self.lowercase, "min_frequency": 2,
                               "sample_bytes": self.tokenizer_sample_bytes}}
-        tok = load_tokenizer(self.tokenizer_source)
+        tok = load_tokenizer(self.tokenizer_source, "--data.tokenizer")
         return {"sha256": hashlib.sha256(tok.to_str().encode()).hexdigest()}
 
     def cache_key(self) -> dict:
@@ -314,11 +316,14 @@ class WikiText103DataModule(L.LightningDataModule):
                 _log(f"reusing cache at {final}")
                 return
             _log(f"{final}: {problem}; rebuilding it")  # never used: a killed copy or a damaged disk
-        if final.is_dir():
-            discard(final)
-        with building(final, "wikitext", lambda d: _cache_problem(d) is None) as tmp:
+
+        def build(tmp: Path) -> None:
             meta = self._build(tmp)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+        # one builder at a time across the nodes sharing the cache dir (Lightning prepares data once per node);
+        # build_once discards a damaged copy itself, under the lock
+        build_once(final, "wikitext", lambda d: _cache_problem(d) is None, build)
 
     def _build(self, out: Path) -> dict:
         t0 = time.perf_counter()
@@ -327,7 +332,7 @@ class WikiText103DataModule(L.LightningDataModule):
         timings = {}
 
         if self.tokenizer_source is not None:
-            tok = load_tokenizer(self.tokenizer_source)
+            tok = load_tokenizer(self.tokenizer_source, "--data.tokenizer")
             _check_vocab(tok.get_vocab_size(), self.vocab_size, f"--data.tokenizer {self.tokenizer_source}")
         else:
             _log(f"training a WordPiece tokenizer of at most {self.vocab_size} tokens on train"
@@ -405,11 +410,9 @@ class WikiText103DataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
         sampler = ResumableSampler(len(ds), shuffle=True, seed=self.seed)
+        self._train_data = self._train_identity(ds)
         if self._resume is not None:
-            state, self._resume = self._resume, None
-            if state["start"] >= len(sampler) // self.batch_size * self.batch_size:  # saved at the epoch's end
-                state = {"epoch": state["epoch"] + 1, "start": 0}
-            sampler.load_state_dict(state)
+            sampler.load_state_dict(self._resume_position(sampler))
         self._train_sampler = sampler
         # A generator of its own: creating the iterator then draws no number from torch's global RNG, whose
         # state (dropout) is saved in checkpoints and must evolve the same in a resumed and an uninterrupted run.
@@ -422,14 +425,54 @@ class WikiText103DataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         """The train sampler's position, counted in batches whose training step ran (not batches the loader
-        prefetched): Lightning saves this with every checkpoint and hands it back before the loader is built."""
+        prefetched), and the data it indexes: Lightning saves this with every checkpoint and hands it back before
+        the loader is built. The position is per rank and the same on every rank (each takes one batch a step)."""
         if self._train_sampler is None or self.trainer is None:
             return {}
         done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"sampler": {"epoch": self._train_sampler.epoch, "start": done * self.batch_size}}
+        return {"sampler": {"epoch": self._train_sampler.epoch, "start": done * self.batch_size},
+                "data": self._train_data}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._resume = state_dict.get("sampler")
+        self._resume, self._resume_data = state_dict.get("sampler"), state_dict.get("data")
+
+    def _train_identity(self, ds: Dataset) -> dict:
+        """What a train index means: the number of samples and a hash of the pair plan (NSP) or of the packed rows,
+        with max_seq_len and the seed (the permutation and the per-sample draws). A hash of the content, not of
+        the cache's name, so a corpus copied elsewhere (another cache directory) is still the same data."""
+        table = ds.plan if isinstance(ds, NSPDataset) else ds.rows
+        h = hashlib.sha256(f"{type(ds).__name__}:{self.max_seq_len}:{self.seed}:".encode())
+        h.update(np.ascontiguousarray(table).tobytes())
+        return {"num_samples": len(ds), "max_seq_len": self.max_seq_len, "digest": h.hexdigest()[:16]}
+
+    def _resume_position(self, sampler: ResumableSampler) -> dict[str, int]:
+        """Where the resumed train loader starts. On the checkpoint's data: right after the last trained batch, or
+        at the next epoch if the checkpoint was written at an epoch's end. On other data (BERT's second phase at a
+        longer max_seq_len builds other pairs; or another corpus or seed) the saved position points into another
+        permutation: the new data starts at the first batch of a fresh epoch (the epoch number is kept, or the next
+        one after an epoch's end), and Lightning's count of this epoch's batches is rewound to zero to match, so
+        the epoch runs the new data's full length. Says so in one line on rank zero."""
+        state, old, self._resume, self._resume_data = self._resume, self._resume_data, None, None
+        B = self.batch_size
+        same = old is None or (old.get("num_samples"), old.get("digest")) == (self._train_data["num_samples"],
+                                                                               self._train_data["digest"])
+        per_rank = len(sampler) if same else len(ResumableSampler(old["num_samples"], num_replicas=sampler.num_replicas,
+                                                                  rank=sampler.rank))
+        epoch = state["epoch"] + (state["start"] >= per_rank // B * B)  # saved at the epoch's end: the next one
+        if same:
+            return {"epoch": epoch, "start": 0} if epoch > state["epoch"] else state
+        if self.trainer is not None:
+            current = self.trainer.fit_loop.epoch_loop.batch_progress.current
+            done = current.processed  # all four counters move together, so Lightning's restart logic holds
+            current.ready, current.started, current.processed, current.completed = (
+                current.ready - done, current.started - done, 0, current.completed - done)
+        if self.trainer is None or self.trainer.is_global_zero:
+            new = self._train_data
+            step = f", global step {self.trainer.global_step} continues" if self.trainer is not None else ""
+            _log(f"the training data differs from the checkpoint's ({old['num_samples']:,} samples at max_seq_len "
+                 f"{old.get('max_seq_len')}, now {new['num_samples']:,} at max_seq_len {new['max_seq_len']}): "
+                 f"epoch {epoch} restarts at its first batch on the new data{step}")
+        return {"epoch": epoch, "start": 0}
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self.datasets[split]

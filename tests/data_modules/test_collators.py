@@ -97,3 +97,58 @@ def test_masking_rate_is_a_recipe_knob(rate):
         s = sample(i, 40, 40)  # 80 eligible tokens
         _, lab = col.mask(s["input_ids"], 0, i)
         assert (lab != -100).sum() == int(rate * 80 + 0.5)
+
+
+def _with_specials(rng, ordinary, specials, n, share):
+    """``n`` tokens of which about ``share`` are drawn from ``specials``, the rest from ``ordinary``."""
+    ids = rng.choice(ordinary, n)
+    where = rng.random(n) < share
+    ids[where] = rng.choice(specials, int(where.sum()))
+    return ids
+
+
+@pytest.mark.parametrize("layout", ["ours", "hf"])
+@pytest.mark.parametrize("whole_word_masking", [False, True])
+def test_unk_pad_mask_are_never_chosen_nor_drawn_as_replacements(layout, whole_word_masking):
+    """Sequences where a third of the tokens are [UNK], [PAD] or [MASK]: none of those is a masked target (predicting
+    [UNK] teaches nothing), every position holding one comes out unchanged, the count follows the ordinary tokens
+    only, and no random replacement is a special token. ``hf``: HuggingFace BERT's layout, specials at 0 and
+    100..103 amid ordinary ids, so the replacement draw must skip them rather than rely on ids 0..4."""
+    if layout == "ours":
+        special, V = SPECIAL, 100
+    else:
+        special, V = SpecialIds(pad=0, unk=100, cls=101, sep=102, mask=103), 130
+    ordinary = np.setdiff1d(np.arange(5, V), special.all)
+    odd = np.array([special.unk, special.pad, special.mask])
+    cont = np.zeros(V, bool)
+    cont[ordinary[::3]] = True  # every third ordinary id is a "##" piece
+    col = MLMCollator(special, V, whole_word_masking=whole_word_masking, continuation=cont, seed=3)
+    rng = np.random.default_rng(11)
+    n_odd_seen = n_selected = n_replaced = 0
+    for i in range(400):
+        a, b = (_with_specials(rng, ordinary, odd, n, 0.35) for n in (40, 30))
+        ids = np.concatenate([[special.cls], a, [special.sep], b, [special.sep]])
+        out, lab = col.mask(ids, 0, i)
+        is_special = np.isin(ids, special.all)
+        sel = lab != -100
+        n_odd_seen += np.isin(ids, odd).sum()
+        n_selected += sel.sum()
+        assert not sel[is_special].any(), f"sample {i}: a special token was chosen: {ids[sel & is_special]}"
+        assert (out[is_special] == ids[is_special]).all(), f"sample {i}: a special token was replaced"
+        n_ordinary = int((~is_special).sum())
+        if not whole_word_masking:
+            assert sel.sum() == max(1, int(0.15 * n_ordinary + 0.5)), f"sample {i}: count not from ordinary tokens"
+        changed = sel & (out != ids) & (out != special.mask)  # the 10% random replacements that changed the token
+        n_replaced += changed.sum()
+        assert not np.isin(out[changed], special.all).any(), f"sample {i}: a special token drawn as a replacement"
+        assert (out[sel] < V).all()
+    assert n_odd_seen > 400 * 70 * 0.3 and n_selected > 0 and n_replaced > 0.05 * n_selected  # the test saw both
+    # the batch path too: [PAD] inside a row and the padding added by the collator stay unlabelled
+    rows = [{"input_ids": np.r_[special.cls, _with_specials(rng, ordinary, odd, n, 0.35), special.sep],
+             "token_type_ids": np.zeros(n + 2, int), "next_sentence_label": 0, "index": j}
+            for j, n in enumerate((30, 9))]
+    batch = col(rows)
+    ids = batch["input_ids"].numpy()
+    labels = batch["labels"].numpy()
+    assert (labels[np.isin(ids, [special.pad, special.unk])] == -100).all()
+    assert not np.isin(labels, special.all).any()
