@@ -313,7 +313,7 @@ class MLMPretraining(L.LightningModule):
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
-        if self.trainer.world_size > 1:
+        if self._trainer is not None and self.trainer.world_size > 1:
             # Each rank draws as many dropout numbers as its own batches hold, so the ranks' states differ: keep
             # every rank's (on_save_checkpoint runs on every rank), or a resumed rank > 0 drops other units.
             checkpoint["rng_states"]["torch_per_rank"] = self.all_gather(torch.get_rng_state()).cpu()

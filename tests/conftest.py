@@ -63,3 +63,15 @@ def quickstart_run(tmp_path_factory) -> Path:
     finally:
         os.chdir(cwd)
     return out / "quickstart"
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls on one thread: a second only adds synchronisation, and these machines are shared. Modules of
+    tiny models use it for every test (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -189,6 +189,19 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
+def assert_same_weights_and_optimizer(full: dict, resumed: dict, label: str = "resumed") -> None:
+    """Two checkpoints of one step hold bitwise the same weights and AdamW moments."""
+    assert full["global_step"] == resumed["global_step"]
+    dw = max_abs_diff(full["state_dict"], resumed["state_dict"])
+    print(f"\n{label}: max |dw| against the uninterrupted run at step {full['global_step']}: {dw}")
+    assert dw == 0.0
+    opt_a, opt_b = full["optimizer_states"][0]["state"], resumed["optimizer_states"][0]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for i in opt_a:
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt_a[i][name], opt_b[i][name]), f"param {i} {name}"
+
+
 class StallLastSave(L.Callback):
     """For the kill-during-save test: from global step ``$LIT_LM_STALL_SAVE_AT`` on, a write of ``last.ckpt`` stops
     half-way. The first half of the bytes is flushed to the writer's temporary file, the line

@@ -24,13 +24,12 @@ SHAPES = [  # (layers, hidden, heads, intermediate, vocab)
 ]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(autouse=True)
-def _quiet_one_thread():
+def _quiet():
     transformers.logging.set_verbosity_error()
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _hf_model(shape, seed: int = 0, dropout: float = 0.1) -> "transformers.BertForPreTraining":

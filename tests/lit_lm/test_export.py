@@ -29,13 +29,12 @@ TEXTS = [
 PROBE = ["Crème BRÛLÉE at the café: déjà-vu!!", "東京の映画 was fine, 北京 not.", ("A pair?", "Yes: 3.5 stars.")]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(autouse=True)
-def _quiet_one_thread():
+def _quiet():
     transformers.logging.set_verbosity_error()
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tokenizer(lowercase: bool = True):

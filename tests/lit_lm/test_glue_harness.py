@@ -121,13 +121,7 @@ def write_mini_glue(root: Path, seed: int = 0) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matmuls: a second thread only adds synchronisation, and these machines are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_helpers import assert_same_weights_and_optimizer, load_checkpoint, max_abs_diff
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
@@ -75,13 +76,6 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _ckpt(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +87,7 @@ def runs(tmp_path_factory) -> Path:
     killed = _fit(tmp, "killed", "killed.jsonl", kill_at=KILL_AT)
     _finish(killed, -signal.SIGKILL)
     _finish(full, 0)
-    k = _ckpt(tmp / "killed/quickstart/checkpoints/last.ckpt")["global_step"]
+    k = load_checkpoint(tmp / "killed/quickstart/checkpoints/last.ckpt")["global_step"]
     (tmp / "restored.json").write_text(json.dumps({"killed": k, "boundary": BATCHES_PER_EPOCH}))
     # the second resume starts from the checkpoint written at the end of epoch 0 (its sampler position is the
     # epoch's end: the data module must roll over to epoch 1, and Lightning must not replay or skip a batch)
@@ -140,17 +134,10 @@ def test_resume_restarts_at_the_last_checkpoint_and_replays_the_same_steps(runs,
 
 @pytest.mark.parametrize("run", ["killed", "boundary"])
 def test_final_weights_and_optimizer_state_are_identical(runs, run):
-    full = _ckpt(runs / "full/quickstart/checkpoints/last.ckpt")
-    resumed = _ckpt(runs / run / "quickstart/checkpoints/last.ckpt")
-    assert full["global_step"] == resumed["global_step"] == MAX_STEPS
-    dw = _max_abs_diff(full["state_dict"], resumed["state_dict"])
-    print(f"\n{run}: max |dw| against the uninterrupted run at step {MAX_STEPS}: {dw}")
-    assert dw == 0.0
-    opt_a, opt_b = full["optimizer_states"][0]["state"], resumed["optimizer_states"][0]["state"]
-    assert opt_a.keys() == opt_b.keys()
-    for i in opt_a:
-        for name in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(opt_a[i][name], opt_b[i][name]), f"param {i} {name}"
+    full = load_checkpoint(runs / "full/quickstart/checkpoints/last.ckpt")
+    resumed = load_checkpoint(runs / run / "quickstart/checkpoints/last.ckpt")
+    assert full["global_step"] == MAX_STEPS
+    assert_same_weights_and_optimizer(full, resumed, run)
     assert full["lr_schedulers"] == resumed["lr_schedulers"]
 
 
@@ -159,8 +146,8 @@ def test_intermediate_checkpoints_written_after_a_resume_match(runs):
     same sampler position as the uninterrupted run's at that step."""
     for step in range(EVERY * 3, MAX_STEPS, EVERY):  # 12 and 16 were written by the resumed run
         (name,) = [p.name for p in (runs / "full/quickstart/checkpoints").glob(f"epoch=*-step={step}.ckpt")]
-        a, b = _ckpt(runs / "full/quickstart/checkpoints" / name), _ckpt(runs / "killed/quickstart/checkpoints" / name)
-        assert _max_abs_diff(a["state_dict"], b["state_dict"]) == 0.0, name
+        a, b = load_checkpoint(runs / "full/quickstart/checkpoints" / name), load_checkpoint(runs / "killed/quickstart/checkpoints" / name)
+        assert max_abs_diff(a["state_dict"], b["state_dict"]) == 0.0, name
         assert a["WikiText103DataModule"] == b["WikiText103DataModule"], name
         assert torch.equal(a["rng_states"]["torch"], b["rng_states"]["torch"]), name
 
@@ -179,14 +166,14 @@ def test_resume_with_gradient_accumulation(tmp_path):
     full, killed = _fit(tmp_path, "full", "full.jsonl"), _fit(tmp_path, "killed", "killed.jsonl", kill_at=7)
     _finish(killed, -signal.SIGKILL)
     _finish(full, 0)
-    assert _ckpt(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["global_step"] == 6
+    assert load_checkpoint(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["global_step"] == 6
     _finish(_fit(tmp_path, "killed", "resumed.jsonl", ckpt_path="last"), 0)
     full_records, resumed = _records(tmp_path / "full.jsonl"), _records(tmp_path / "resumed.jsonl")
     assert len(full_records) == 20 and len(resumed) == 8  # batches 12..19 (steps 6..9), nothing replayed or skipped
     assert resumed == full_records[12:]
-    a = _ckpt(tmp_path / "full/quickstart/checkpoints/last.ckpt")["state_dict"]
-    b = _ckpt(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["state_dict"]
-    assert _max_abs_diff(a, b) == 0.0
+    a = load_checkpoint(tmp_path / "full/quickstart/checkpoints/last.ckpt")["state_dict"]
+    b = load_checkpoint(tmp_path / "killed/quickstart/checkpoints/last.ckpt")["state_dict"]
+    assert max_abs_diff(a, b) == 0.0
 
 
 # ---- untrusted checkpoint files: never run their code, fail in one line -------------------------------------------

@@ -28,7 +28,7 @@ from data_modules.sampling import ResumableSampler
 from data_modules.wikitext import WikiText103DataModule
 from lit_lm.optim import lr_factor
 from lit_lm.pretraining import MLMPretraining
-from resume_helpers import REPO, finish, launch_fit, load_checkpoint, max_abs_diff, read_records
+from resume_helpers import REPO, assert_same_weights_and_optimizer, finish, launch_fit, load_checkpoint, max_abs_diff, read_records
 
 KILLED = -signal.SIGKILL
 NOTICE = "the training data differs from the checkpoint's"
@@ -113,15 +113,7 @@ def _finish_all(procs: dict[str, tuple]) -> dict[str, str]:
 def _assert_same_weights_and_optimizer(tmp: Path) -> None:
     full = load_checkpoint(tmp / "full/quickstart/checkpoints/last.ckpt")
     resumed = load_checkpoint(tmp / "killed/quickstart/checkpoints/last.ckpt")
-    assert full["global_step"] == resumed["global_step"]
-    dw = max_abs_diff(full["state_dict"], resumed["state_dict"])
-    print(f"\nmax |dw| against the uninterrupted run at step {full['global_step']}: {dw}")
-    assert dw == 0.0
-    opt_a, opt_b = full["optimizer_states"][0]["state"], resumed["optimizer_states"][0]["state"]
-    assert opt_a.keys() == opt_b.keys()
-    for i in opt_a:
-        for name in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(opt_a[i][name], opt_b[i][name]), f"param {i} {name}"
+    assert_same_weights_and_optimizer(full, resumed)
     assert full["WikiText103DataModule"] == resumed["WikiText103DataModule"]
 
 
