@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from one_line import cli_error
 import torch
 
 from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
@@ -134,18 +135,15 @@ def test_cli_predict_real_sst2_test_split(tmp_path, monkeypatch, capsys, data_ro
     assert [int(line.split("\t")[0]) for line in lines[1:]] == list(range(1821))
 
 
-def test_cli_reports_bad_input_on_one_line(tmp_path, monkeypatch, capsys, tokenizer_path):
+def test_cli_reports_bad_input_on_one_line(tmp_path, monkeypatch, capfd, tokenizer_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.tsv").write_text("sentence\tlabel\ngood \t1\nbad \t3\n")
     (data / "dev.tsv").write_text((SAMPLE_DIR / "dev.tsv").read_text())
     (data / "test.tsv").write_text((SAMPLE_DIR / "test.tsv").read_text())
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
-        run_cli(["fit", *_quick(tmp_path), "--data.data_dir", str(data), "--model.pretrained", "null",
-                 "--data.tokenizer", str(tokenizer_path)], monkeypatch)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"lit-lm: error: {data / 'train.tsv'}:3: label '3' is not one of 0, 1 (task sst2)"
+    line = cli_error(["fit", *_quick(tmp_path), "--data.data_dir", str(data), "--model.pretrained", "null",
+                      "--data.tokenizer", str(tokenizer_path)], capfd, monkeypatch, cwd=tmp_path)
+    assert line == f"lit-lm: error: {data / 'train.tsv'}:3: label '3' is not one of 0, 1 (task sst2)"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

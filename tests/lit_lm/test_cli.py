@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from one_line import cli_error
 
 from lit_lm.cli import LitLMCLI, main
 
@@ -73,40 +74,33 @@ def test_finetuning_configs_instantiate(quickstart_run, monkeypatch):
         assert cli.trainer.gradient_clip_val == 1.0 and cli.model.model.dropout.p == 0.1
 
 
-def _error(args: list[str], capsys, monkeypatch) -> str:
-    monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "argv", ["lit-lm"])
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) >= 1 and err[-1].startswith("lit-lm: error: ")
-    assert "usage:" not in "\n".join(err)
-    return err[-1]
+def _error(args: list[str], capfd, monkeypatch) -> str:
+    """The one error line of a refused command: exit 2, nothing after it, no traceback or usage screen."""
+    return cli_error(args, capfd, monkeypatch)
 
 
 QUICK = ["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1"]
 
 
-def test_unknown_config_key_is_one_line(tmp_path, capsys, monkeypatch):
-    assert "'bogus' is not accepted" in _error([*QUICK, "--model.bogus=3"], capsys, monkeypatch)
+def test_unknown_config_key_is_one_line(tmp_path, capfd, monkeypatch):
+    assert "'bogus' is not accepted" in _error([*QUICK, "--model.bogus=3"], capfd, monkeypatch)
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  init_args:\n    batch_sise: 8\n")
-    assert "batch_sise" in _error([*QUICK, "--config", str(bad)], capsys, monkeypatch)
-    assert "max_stepz" in _error([*QUICK, "--trainer.max_stepz=3"], capsys, monkeypatch)
-    assert "float" in _error([*QUICK, "--model.lr=abc"], capsys, monkeypatch)
+    assert "batch_sise" in _error([*QUICK, "--config", str(bad)], capfd, monkeypatch)
+    assert "max_stepz" in _error([*QUICK, "--trainer.max_stepz=3"], capfd, monkeypatch)
+    assert "float" in _error([*QUICK, "--model.lr=abc"], capfd, monkeypatch)
 
 
-def test_bad_data_dir_is_one_line(tmp_path, capsys, monkeypatch):
+def test_bad_data_dir_is_one_line(tmp_path, capfd, monkeypatch):
     cache = f"--data.cache_dir={tmp_path / 'cache'}"
-    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'nope'}"], capsys, monkeypatch)
+    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'nope'}"], capfd, monkeypatch)
     assert str(tmp_path / "nope") in msg and "no such directory" in msg
     (tmp_path / "empty").mkdir()
-    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'empty'}"], capsys, monkeypatch)
+    msg = _error([*QUICK, cache, f"--data.data_dir={tmp_path / 'empty'}"], capfd, monkeypatch)
     assert "wiki.train.tokens" in msg  # lists what is missing
 
 
-def test_tokenizer_larger_than_model_vocab_is_one_line(tmp_path, capsys, monkeypatch):
+def test_tokenizer_larger_than_model_vocab_is_one_line(tmp_path, capfd, monkeypatch):
     # a tokenizer of ~2.5k tokens (the bundled corpus) does not fit a 1000-token model
     from data_modules.wikitext import WikiText103DataModule
 
@@ -115,13 +109,13 @@ def test_tokenizer_larger_than_model_vocab_is_one_line(tmp_path, capsys, monkeyp
     dm.prepare_data()
     tok = dm.cache_path() / "tokenizer.json"
     msg = _error([*QUICK, f"--data.cache_dir={tmp_path / 'c2'}", "--data.vocab_size=1000", f"--data.tokenizer={tok}"],
-                 capsys, monkeypatch)
+                 capfd, monkeypatch)
     assert "1000" in msg and "vocab_size" in msg
 
 
-def test_max_seq_len_beyond_position_table_is_one_line(tmp_path, capsys, monkeypatch):
+def test_max_seq_len_beyond_position_table_is_one_line(tmp_path, capfd, monkeypatch):
     msg = _error([*QUICK, f"--data.cache_dir={tmp_path}", "--data.max_seq_len=256",
-                  "--model.config_overrides={max_position_embeddings: 128}"], capsys, monkeypatch)
+                  "--model.config_overrides={max_position_embeddings: 128}"], capfd, monkeypatch)
     assert "max_position_embeddings=128" in msg
 
 
@@ -140,7 +134,7 @@ def test_help_documents_the_options(capsys, monkeypatch):
     assert "n_layer: 4" in capsys.readouterr().out
 
 
-def test_fsdp_parses_and_needs_a_gpu(capsys, monkeypatch):
+def test_fsdp_parses_and_needs_a_gpu(capfd, monkeypatch):
     # The choice reaches Lightning (no config error); on this CPU-only machine Lightning refuses it in one line.
-    msg = _error([*QUICK, "--trainer.strategy=fsdp", "--trainer.devices=1"], capsys, monkeypatch)
+    msg = _error([*QUICK, "--trainer.strategy=fsdp", "--trainer.devices=1"], capfd, monkeypatch)
     assert "fsdp" in msg and "GPU" in msg

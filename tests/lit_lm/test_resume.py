@@ -248,19 +248,15 @@ def test_every_torch_load_in_the_package_is_weights_only():
 
 
 @pytest.mark.parametrize("damage", ["truncated", "tampered"])
-def test_cli_ckpt_path_of_a_bad_file_is_a_one_line_error(bad_checkpoints, damage, tmp_path_factory, monkeypatch, capsys):
+def test_cli_ckpt_path_of_a_bad_file_is_a_one_line_error(bad_checkpoints, damage, tmp_path_factory, monkeypatch, capfd):
     """``fit --ckpt_path`` reads through AtomicCheckpointIO (cli.yaml's plugin): weights-only, one line, exit 2."""
-    from lit_lm.cli import main
+    from one_line import cli_error
 
-    monkeypatch.chdir(REPO)
     cache = tmp_path_factory.getbasetemp() / "resume-cli-cache"  # shared by both cases
     path = bad_checkpoints[damage]
-    with pytest.raises(SystemExit) as e:
-        main(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1",
-              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.num_workers=0",
-              f"--trainer.logger.init_args.save_dir={path.parent / 'runs'}", f"--data.cache_dir={cache}",
-              "--ckpt_path", str(path)])
-    assert e.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lit-lm: error:")]
-    assert len(err) == 1 and err[0].startswith(f"lit-lm: error: {path}: not a readable checkpoint ("), err
+    line = cli_error(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=1",
+                      "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                      "--data.num_workers=0", f"--trainer.logger.init_args.save_dir={path.parent / 'runs'}",
+                      f"--data.cache_dir={cache}", "--ckpt_path", str(path)], capfd, monkeypatch)
+    assert line.startswith(f"lit-lm: error: {path}: not a readable checkpoint ("), line
     assert not bad_checkpoints["marker"].exists()
