@@ -14,8 +14,10 @@ tokens/s counts the tokens written (ours: sentence ids, no special tokens; HF: i
     python benchmarks/data_pipeline.py --big-mb 540            # + a 540 MB corpus (wikitext-2 train repeated)
     python benchmarks/data_pipeline.py --big-mb 540 --hf-big   # + the HF recipe on it (slow)
 
-The big corpus is written to a temporary directory and deleted afterwards. Its vocabulary is WikiText-2's (43k
-distinct words); WikiText-103 has ~270k, which ours encodes once each, a few seconds more.
+The big corpus is written to a temporary directory and deleted afterwards. Plain copies keep WikiText-2's vocabulary
+(33k distinct words); ``--distinct-words 270000`` respells words per copy so it has about WikiText-103's ~270k, and
+``--sample-bytes 0`` trains the tokenizer on all of train, as cli.yaml does. The raw output (command, machine, date,
+table) is also written to ``--out`` (benchmarks/results/data_pipeline-<date>.txt).
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from report import default_out, tee  # noqa: E402  (benchmarks/report.py, beside this script)
+
 FILES = ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens")
 
 
@@ -45,7 +53,7 @@ def _peak_rss_mb() -> float:
 # children: one measurement each, printed as one JSON line
 
 
-def child_ours(data_dir: str, cache_dir: str, vocab_size: int, sample_bytes: int, sentence_path: bool) -> dict:
+def child_ours(data_dir: str, cache_dir: str, vocab_size: int, sample_bytes: int | None, sentence_path: bool) -> dict:
     import data_modules.wikitext as wt
 
     if sentence_path:  # the pre-optimisation path: encode_batch over every sentence
@@ -101,15 +109,40 @@ def run_child(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def make_big_corpus(src: Path, dst: Path, mb: int) -> None:
-    """train = src's train file repeated to about ``mb`` MB; valid and test copied."""
+def _cipher(copy: int) -> dict[int, int]:
+    """A letter substitution of its own for each copy (a-z and A-Z alike), as str.translate takes it."""
+    letters = list(string.ascii_lowercase)
+    random.Random(copy).shuffle(letters)
+    table = dict(zip(map(ord, string.ascii_lowercase), map(ord, letters)))
+    table.update(zip(map(ord, string.ascii_uppercase), map(ord, "".join(letters).upper())))
+    return table
+
+
+def make_big_corpus(src: Path, dst: Path, mb: int, distinct_words: int = 0) -> int:
+    """train = src's train file repeated to about ``mb`` MB; valid and test copied. With ``distinct_words``, each
+    copy after the first respells a share of the word types (a letter cipher per copy, the types chosen by a hash),
+    so the corpus holds about that many distinct words, as a real corpus of that size does, instead of the
+    source's. Returns the number of distinct words of the big train file."""
     dst.mkdir(parents=True)
-    train = (src / FILES[0]).read_bytes()
-    with open(dst / FILES[0], "wb") as f:
-        for _ in range(max(1, round(mb * 1e6 / len(train)))):
-            f.write(train)
+    train = (src / FILES[0]).read_text(encoding="utf-8")
+    copies = max(1, round(mb * 1e6 / len(train.encode("utf-8"))))
+    lines = train.split("\n")
+    types = sorted({w for line in lines for w in line.split(" ") if w})
+    words = [w for w in types if w.isalpha()]  # headings' "=", "@-@", "<unk>" and numbers stay as they are
+    share = 0.0 if not distinct_words or copies == 1 else max(0.0, distinct_words - len(types)) / ((copies - 1) * len(words))
+    n_distinct = len(types)
+    with open(dst / FILES[0], "w", encoding="utf-8") as f:
+        for copy in range(copies):
+            if copy == 0 or share == 0.0:
+                f.write(train)
+                continue
+            table = _cipher(copy)
+            respelled = {w: w.translate(table) for w in words if zlib.crc32(f"{copy}:{w}".encode()) < share * 2**32}
+            n_distinct += len(set(respelled.values()) - set(types))  # near enough: ciphers rarely collide
+            f.write("\n".join(" ".join(respelled.get(w, w) for w in line.split(" ")) for line in lines))
     for name in FILES[1:]:
         shutil.copy(src / name, dst / name)
+    return n_distinct
 
 
 def corpus_mb(d: Path) -> float:
@@ -120,10 +153,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "wikitext-2"))
     p.add_argument("--vocab-size", type=int, default=30522)
-    p.add_argument("--sample-bytes", type=int, default=20_000_000, help="tokenizer training sample (bytes of train)")
+    p.add_argument("--sample-bytes", type=int, default=20_000_000,
+                   help="tokenizer training sample (bytes of train); 0: all of train, as cli.yaml trains it")
     p.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="HF map num_proc values (1 = no pool)")
     p.add_argument("--big-mb", type=int, default=0, help="also build a corpus of about this many MB (0: skip)")
     p.add_argument("--hf-big", action="store_true", help="run the HF recipe on the big corpus too")
+    p.add_argument("--distinct-words", type=int, default=0,
+                   help="respell words per copy so the big corpus has about this many distinct words "
+                        "(WikiText-103: ~270,000; 0: plain copies, WikiText-2's 33k)")
+    p.add_argument("--out", default=default_out("data_pipeline"), help="the raw output goes here too")
     p.add_argument("--no-sentence-path", action="store_true", help="skip the sentence-by-sentence run of ours")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -131,19 +169,25 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "ours":
-            out = child_ours(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4] == "1")
+            out = child_ours(rest[0], rest[1], int(rest[2]), int(rest[3]) or None, rest[4] == "1")
         else:
             out = child_hf(rest[0], rest[1], rest[2], None if rest[3] == "1" else int(rest[3]))
         print(json.dumps(out))
         return
 
+    with tee(args.out):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="lit-lm-bench-") as tmp:
         tmp = Path(tmp)
         corpora = [("wikitext-2", Path(args.data_dir))]
+        distinct = None
         if args.big_mb:
-            make_big_corpus(Path(args.data_dir), tmp / "big", args.big_mb)
+            distinct = make_big_corpus(Path(args.data_dir), tmp / "big", args.big_mb, args.distinct_words)
             corpora.append((f"{corpus_mb(tmp / 'big'):.0f} MB", tmp / "big"))
         for name, d in corpora:
             mb, big = corpus_mb(d), d != Path(args.data_dir)
@@ -164,9 +208,10 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
     load_after = os.getloadavg()
 
-    print(f"\nhost: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-          f"tokenizer trained on the first {args.sample_bytes / 1e6:.0f} MB of train, vocab {args.vocab_size}")
-    print(f"\n| corpus | pipeline | tokenize+write s | MB/s | tokens | tokens/s | tokenizer training s | peak RSS MB | HF time / ours |")
+    sample = f"the first {args.sample_bytes / 1e6:.0f} MB of train" if args.sample_bytes else "all of train"
+    print(f"\nload average {load_before[0]:.2f} before, {load_after[0]:.2f} after; tokenizer trained on {sample}, "
+          f"vocab {args.vocab_size}" + (f"; big corpus: {distinct:,} distinct words" if distinct is not None else ""))
+    print("\n| corpus | pipeline | tokenize+write s | MB/s | tokens | tokens/s | tokenizer training s | peak RSS MB | HF time / ours |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, mb, who, r in rows:
         ours = next(x for n, _, w, x in rows if n == name and w == "lit-lm")

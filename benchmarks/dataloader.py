@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from data_modules.wikitext import WikiText103DataModule  # noqa: E402
+from report import default_out, tee  # noqa: E402  (benchmarks/report.py, beside this script)
 
 GPU_SEQ_PER_S = 0.5 * 990e12 / (6 * 110e6 * 128)  # 50% MFU of ~990 dense bf16 TFLOP/s, 6 N T flops a sequence
 
@@ -76,7 +77,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--batches", type=int, default=300, help="timed batches per setting")
     p.add_argument("--stage-samples", type=int, default=10000)
+    p.add_argument("--out", default=default_out("dataloader"), help="the raw output goes here too")
     args = p.parse_args()
+    with tee(args.out):
+        _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="lit-lm-dl-") as tmp:
         kw = dict(data_dir=args.data_dir, cache_dir=args.cache_dir or tmp, vocab_size=args.vocab_size,

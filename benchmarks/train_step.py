@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import default_out, tee  # noqa: E402  (benchmarks/report.py, beside this script)
 from lit_lm.config import BertConfig  # noqa: E402
 from lit_lm.convert import to_hf  # noqa: E402
 from lit_lm.model import BertForPreTraining  # noqa: E402
@@ -99,7 +100,13 @@ def main() -> None:
     p.add_argument("--compile", choices=["off", "on", "both"], default="off", help="torch.compile our model")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (H200 bf16 measured: 790)")
     p.add_argument("--hf", choices=["both", "sdpa", "eager", "none"], default="both")
+    p.add_argument("--out", default=default_out("train_step"), help="the raw output goes here too")
     a = p.parse_args()
+    with tee(a.out):
+        _run(a)
+
+
+def _run(a: argparse.Namespace) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     import transformers
