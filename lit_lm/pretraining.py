@@ -35,6 +35,10 @@ def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted:
     return 6 * n_blocks * n_tokens + 12 * L_ * seq_len * d * rows + 6 * (d * d + d * V) * n_predicted
 
 
+_REGULARISATION = ("hidden_dropout", "attention_dropout", "initializer_range")
+"""BertConfig fields a resumed run may change (training only; the weights fit either way)."""
+
+
 class MLMPretraining(L.LightningModule):
     """BERT pretraining: masked language modelling + next sentence prediction, loss = mlm + nsp."""
 
@@ -321,6 +325,17 @@ class MLMPretraining(L.LightningModule):
                 checkpoint["rng_states"]["cuda_per_rank"] = self.all_gather(torch.cuda.get_rng_state(self.device)).cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The model is built from the config before the checkpoint is read. A YAML whose config_overrides change the
+        # architecture (e.g. configs/cpu_hour.yaml's ALiBi on a checkpoint trained without it) would resume another
+        # model than the one saved, silently where the option has no weights: refuse it. Dropout may change.
+        saved = checkpoint.get("bert_config") or {}
+        built = self.config.asdict()
+        changed = [k for k, v in saved.items() if k in built and k not in _REGULARISATION and built[k] != v]
+        if changed:
+            raise ValueError(
+                f"--ckpt_path: the checkpoint's model has {', '.join(f'{k}={saved[k]!r}' for k in changed)}, the "
+                f"config builds {', '.join(f'{k}={built[k]!r}' for k in changed)}: resume with the config it was "
+                f"trained with (drop the --model.config / config_overrides that change it)")
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
         self._rng_to_restore = checkpoint.get("rng_states")
 

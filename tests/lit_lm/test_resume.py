@@ -260,3 +260,24 @@ def test_cli_ckpt_path_of_a_bad_file_is_a_one_line_error(bad_checkpoints, damage
                       f"--data.cache_dir={cache}", "--ckpt_path", str(path)], capfd, monkeypatch)
     assert line.startswith(f"lit-lm: error: {path}: not a readable checkpoint ("), line
     assert not bad_checkpoints["marker"].exists()
+
+
+def test_resume_refuses_a_config_that_changes_the_architecture(quickstart_run, tmp_path, capfd, monkeypatch):
+    """A checkpoint resumed under overrides that build another model (ALiBi has no weights, so it would load) is a
+    one-line error; a dropout change is allowed."""
+    import shutil
+
+    from one_line import cli_error, run_main
+
+    ckpt_dir = tmp_path / "quickstart" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    shutil.copy(quickstart_run / "checkpoints" / "last.ckpt", ckpt_dir / "last.ckpt")
+    resume = ["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps=31",
+              "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={tmp_path}",
+              f"--data.cache_dir={quickstart_run.parent / 'cache'}", "--ckpt_path", "last"]
+    line = cli_error([*resume, "--model.config_overrides={relative_positions: alibi}"], capfd, monkeypatch,
+                     "--ckpt_path: the checkpoint's model has relative_positions='none'", "relative_positions='alibi'")
+    assert "resume with the config it was trained with" in line
+    code, out = run_main([*resume, "--model.config_overrides={hidden_dropout: 0.0}"], capfd, monkeypatch)
+    assert code == 0, out
+    assert "pretraining: 31 steps in" in out  # resumed at step 30, trained one more
