@@ -27,7 +27,7 @@ export PYTHONUNBUFFERED=1
 protocol=(--data_dir "$glue" --tasks sst2 --seeds 1,2,3 --save_dir "$save"
           --model.lr 2e-4 --data.max_seq_len 64 --trainer.max_epochs 1
           --trainer.precision bf16-mixed --trainer.accelerator cpu --data.num_workers 0
-          --trainer.enable_progress_bar false "$@")
+          "$@")  # off a terminal the runs print a progress line every log_every_n_steps steps
 {
     rc=0
     echo "# bash benchmarks/glue_sst2_table.sh $ckpt $glue $*"
