@@ -184,22 +184,21 @@ class SequenceClassification(L.LightningModule):
         if tokenizer is not None and tokenizer != pretrained:
             tokenizer_json = load_tokenizer(tokenizer, "--data.tokenizer").to_str()
         if pretrained is not None:
-            if tokenizer_json is not None and _vocabulary(tokenizer_json) != _vocabulary(pretrained_tokenizer):
+            given = _vocabulary(tokenizer_json) if tokenizer_json is not None else None
+            if given is not None and given != (trained := _vocabulary(pretrained_tokenizer)):
                 raise ValueError(f"--data.tokenizer {tokenizer}: its vocabulary differs from the one {pretrained} "
-                                 f"was trained with ({len(_vocabulary(tokenizer_json))} vs "
-                                 f"{len(_vocabulary(pretrained_tokenizer))} tokens); leave it unset to use that one")
+                                 f"was trained with ({len(given)} vs {len(trained)} tokens); leave it unset to use "
+                                 f"that one")
             tokenizer_json = pretrained_tokenizer
-        else:
-            if tokenizer_json is None:
-                raise ValueError("--data.tokenizer is required without --model.pretrained: it sets the vocabulary "
-                                 "size of the randomly initialised encoder")
+        elif tokenizer_json is None:
+            raise ValueError("--data.tokenizer is required without --model.pretrained: it sets the vocabulary "
+                             "size of the randomly initialised encoder")
+        n_tokens = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+        if pretrained is None:
             if isinstance(config, str) and config.endswith(".ckpt"):
                 with option("--model.config"):
                     config = read_checkpoint(Path(config).expanduser())["bert_config"]
-            self.config = resolve_config(config, "--model.config",
-                                         vocab_size=Tokenizer.from_str(tokenizer_json).get_vocab_size(),
-                                         **regularisation)
-        n_tokens = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+            self.config = resolve_config(config, "--model.config", vocab_size=n_tokens, **regularisation)
         if n_tokens > self.config.vocab_size:
             flag = "--data.tokenizer" if tokenizer is not None and tokenizer != pretrained else "--model.pretrained"
             raise ValueError(f"{flag}: tokenizer {tokenizer or pretrained} has {n_tokens} tokens but the encoder of "
@@ -333,6 +332,19 @@ class SequenceClassification(L.LightningModule):
 # GLUE submission files
 
 
+def write_submission(path: Path, task: Any, index: list[int], prediction: list[float]) -> int:
+    """One GLUE submission file: ``index<TAB>prediction``, a row per test example in index order, the label strings
+    the server expects (``entailment`` ..., ``0`` / ``1``; STS-B: the score clipped to [0, 5]). ``task``: a
+    ``data_modules.glue.GLUETask``. Returns the number of rows."""
+    if task.is_regression:
+        values = {i: f"{min(5.0, max(0.0, p)):.3f}" for i, p in zip(index, prediction)}
+    else:
+        values = {i: task.labels[int(p)] for i, p in zip(index, prediction)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("index\tprediction\n" + "".join(f"{i}\t{values[i]}\n" for i in sorted(values)))
+    return len(values)
+
+
 class GLUEPredictionWriter(BasePredictionWriter):
     """Writes the predictions of ``python -m lit_lm predict`` as GLUE submission files (SST-2: ``SST-2.tsv``, header
     ``index<TAB>prediction``, one row per test example in index order).
@@ -365,13 +377,7 @@ class GLUEPredictionWriter(BasePredictionWriter):
                 index, pred = pl_module.all_gather(index).flatten(), pl_module.all_gather(pred).flatten()
             if not trainer.is_global_zero:
                 continue
-            by_index = dict(zip(index.tolist(), pred.tolist()))
-            if task.is_regression:  # STS-B scores live in [0, 5]
-                values = {i: f"{min(5.0, max(0.0, p)):.3f}" for i, p in by_index.items()}
-            else:
-                values = {i: task.labels[int(p)] for i, p in by_index.items()}
-            out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / task.submission[idx]
-            path.write_text("index\tprediction\n" + "".join(f"{i}\t{values[i]}\n" for i in sorted(values)))
-            print(f"wrote {len(values)} predictions to {path}", flush=True)
+            n = write_submission(path, task, index.tolist(), pred.tolist())  # a repeated index keeps one row
+            print(f"wrote {n} predictions to {path}", flush=True)
         self._rows = {}

@@ -79,8 +79,7 @@ TASK_OVERRIDES: dict[str, list[str]] = {
 }
 """Added after the recipe, before the command line's flags (which win). configs/glue.yaml lists them too."""
 
-_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI-m/mm",
-          "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+_NAMES = {**TASK_DIRS, "mnli": "MNLI-m/mm"}  # the table's task column
 _METRIC_NAMES = {"matthews": "Matthews corr.", "accuracy": "accuracy", "f1": "F1", "pearson": "Pearson",
                  "spearman": "Spearman", "matched": "matched acc.", "mismatched": "mismatched acc."}
 _PASS_THROUGH = ("--trainer.", "--model.", "--data.")
@@ -387,19 +386,14 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)  # a killed harness never leaves half a result
 
 
-def write_submission(path: Path, task: GLUETask, batches: list[dict]) -> int:
-    """One GLUE submission file: ``index<TAB>prediction``, a row per test example in index order, the label strings
-    the server expects (``entailment`` ..., ``0`` / ``1``; STS-B: the score clipped to [0, 5])."""
+def _write_predictions(path: Path, task: "GLUETask", batches: list[dict]) -> int:
+    """The submission file of ``task`` from predict batches (lit_lm.classification.write_submission)."""
     import torch
 
+    from lit_lm.classification import write_submission
+
     index = torch.cat([b["index"] for b in batches]).tolist()
-    pred = torch.cat([b["prediction"] for b in batches]).tolist()
-    if task.is_regression:
-        values = {i: f"{min(5.0, max(0.0, p)):.3f}" for i, p in zip(index, pred)}
-    else:
-        values = {i: task.labels[int(p)] for i, p in zip(index, pred)}
-    path.write_text("index\tprediction\n" + "".join(f"{i}\t{values[i]}\n" for i in sorted(values)))
-    return len(values)
+    return write_submission(path, task, index, torch.cat([b["prediction"] for b in batches]).tolist())
 
 
 def _ax_loader(plan: Plan, dm):
@@ -471,14 +465,14 @@ def _predict(plan: Plan, task: str, cli, ckpt_path: Optional[str], run_dir: Path
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     out = trainer.predict(model, datamodule=dm, ckpt_path=ckpt_path, return_predictions=True)
     per_split = out if len(dm.test_splits) > 1 else [out]  # Lightning nests the lists only for several loaders
-    counts = [f"{name} {write_submission(run_dir / name, dm.task, batches)}"
+    counts = [f"{name} {_write_predictions(run_dir / name, dm.task, batches)}"
               for name, batches in zip(dm.task.submission, per_split)]
     if task == "mnli":  # AX: the MNLI model's predictions on the diagnostic set (weights already loaded above)
         if plan.data_dir is not None and not (plan.data_dir / AX_FILE).is_file():
             raise FileNotFoundError(f"--data_dir {plan.data_dir}: missing {AX_FILE}, the input of AX.tsv "
                                     f"({', '.join(counts)} written)")
         batches = trainer.predict(model, dataloaders=_ax_loader(plan, dm), return_predictions=True)
-        counts.append(f"AX.tsv {write_submission(run_dir / 'AX.tsv', dm.task, batches)}")
+        counts.append(f"AX.tsv {_write_predictions(run_dir / 'AX.tsv', dm.task, batches)}")
     return ", ".join(counts)
 
 
