@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 try:
     import fcntl
@@ -162,24 +163,25 @@ def cache_lock(final: Path, tag: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def build_once(final: Path, tag: str, is_complete: Callable[[Path], bool], build: Callable[[Path], None]) -> bool:
+def build_once(final: Path, tag: str, problem: Callable[[Path], Optional[str]], build: Callable[[Path], None]) -> bool:
     """Build the cache ``final`` by ``build(tmp)`` (which writes the cache into ``tmp``) unless it is complete;
-    True when this process built it.
+    True when this process built it. ``problem(final)`` says why ``final`` cannot be used (None: it is complete).
 
-    One builder at a time (``cache_lock``): a process that waited for another's build checks ``is_complete``
-    again and uses that cache instead of building its own. A complete cache is used without taking the lock, so a
-    read-only cache dir holding one works. A ``final`` that is not complete (a damaged copy) is discarded, under the
-    lock, and rebuilt.
+    One builder at a time (``cache_lock``): a process that waited for another's build checks again and uses that
+    cache instead of building its own. A complete cache is used without taking the lock, so a read-only cache dir
+    holding one works. A ``final`` that is not complete (a killed copy, a damaged disk) is discarded, under the
+    lock, and rebuilt, with one line saying what was wrong with it.
     """
-    if is_complete(final):
+    if problem(final) is None:
         return False
     with cache_lock(final, tag):
-        if is_complete(final):
+        why = problem(final)
+        if why is None:
             log(tag, f"another process built {final}; using it")
             return False
         if final.exists():
-            log(tag, f"{final} is not a complete cache; rebuilding it")
+            log(tag, f"{final}: {why}; rebuilding it")
             discard(final)
-        with building(final, tag, is_complete) as tmp:
+        with building(final, tag, lambda d: problem(d) is None) as tmp:
             build(tmp)
     return True

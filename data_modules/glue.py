@@ -351,8 +351,6 @@ class GLUEDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         tok = self._load_tokenizer()
         final = self.cache_path(tok)
-        if (final / "meta.json").is_file():
-            return
 
         def build(tmp: Path) -> None:
             counts = {}
@@ -366,7 +364,7 @@ class GLUEDataModule(L.LightningDataModule):
             log("glue", f"{self.task.name}: {counts} tokenized")
 
         # one builder at a time across the nodes sharing the cache dir (Lightning prepares data once per node)
-        build_once(final, "glue", lambda d: (d / "meta.json").is_file(), build)
+        build_once(final, "glue", lambda d: None if (d / "meta.json").is_file() else "no meta.json", build)
 
     def _read_splits(self) -> Iterator[tuple[str, Examples]]:
         splits = [("train", True), *((s, True) for s in self.task.dev), *((s, False) for s in self.task.test)]

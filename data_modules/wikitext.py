@@ -310,12 +310,9 @@ class WikiText103DataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         final = self.cache_path()
-        if final.is_dir():
-            problem = _cache_problem(final)
-            if problem is None:
-                _log(f"reusing cache at {final}")
-                return
-            _log(f"{final}: {problem}; rebuilding it")  # never used: a killed copy or a damaged disk
+        if final.is_dir() and _cache_problem(final) is None:
+            _log(f"reusing cache at {final}")
+            return
 
         def build(tmp: Path) -> None:
             meta = self._build(tmp)
@@ -323,7 +320,7 @@ class WikiText103DataModule(L.LightningDataModule):
 
         # one builder at a time across the nodes sharing the cache dir (Lightning prepares data once per node);
         # build_once discards a damaged copy itself, under the lock
-        build_once(final, "wikitext", lambda d: _cache_problem(d) is None, build)
+        build_once(final, "wikitext", _cache_problem, build)
 
     def _build(self, out: Path) -> dict:
         t0 = time.perf_counter()

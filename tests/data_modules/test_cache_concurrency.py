@@ -57,7 +57,7 @@ BUILDER = textwrap.dedent("""
 
     if mode == "start":
         wait_for_gate()
-    built = build_once(final, "test", lambda d: (d / "meta.json").is_file(), build)
+    built = build_once(final, "test", lambda d: None if (d / "meta.json").is_file() else "no meta.json", build)
     print(json.dumps({"built": built, "pid": os.getpid()}))
 """)
 
@@ -175,18 +175,18 @@ def test_a_complete_cache_is_used_without_locking_and_a_damaged_one_rebuilt(tmp_
         calls.append(tmp)
         (tmp / "meta.json").write_text("{}")
 
-    def complete(d: Path) -> bool:
-        return (d / "meta.json").is_file()
+    def problem(d: Path) -> str | None:
+        return None if (d / "meta.json").is_file() else "no meta.json"
 
     final.mkdir(parents=True)
     (final / "half-written.npy").write_text("")  # a copy without meta.json: not complete
-    assert build_once(final, "test", complete, build) is True and len(calls) == 1
+    assert build_once(final, "test", problem, build) is True and len(calls) == 1
     assert sorted(p.name for p in final.iterdir()) == ["meta.json"]
-    assert "not a complete cache; rebuilding it" in capsys.readouterr().err
+    assert f"{final}: no meta.json; rebuilding it" in capsys.readouterr().err
     assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # no lock file, no damaged copy left
     os.chmod(final.parent, 0o555)
     try:
-        assert build_once(final, "test", complete, build) is False and len(calls) == 1
+        assert build_once(final, "test", problem, build) is False and len(calls) == 1
     finally:
         os.chmod(final.parent, 0o755)
     assert not lock_path(final).exists()  # a complete cache is used without writing a lock file
@@ -201,7 +201,7 @@ def test_a_filesystem_without_locks_still_builds(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cache.fcntl, "flock", no_locks)
     final = tmp_path / "cache" / "demo-f00d"
     build = lambda t: (t / "meta.json").write_text("{}")  # noqa: E731
-    assert build_once(final, "test", lambda d: (d / "meta.json").is_file(), build)
+    assert build_once(final, "test", lambda d: None if (d / "meta.json").is_file() else "no meta.json", build)
     err = capsys.readouterr().err
     assert "does not lock" in err and len([line for line in err.splitlines() if "does not lock" in line]) == 1
 
