@@ -23,43 +23,62 @@ def join_contractions(text: str) -> str:
     pretrained on WikiText would never have seen SST-2's negations. Both readers apply this, and user text already
     has the joined form.
     """
+    if "'t" not in text and "'T" not in text:  # both patterns need it; most lines have neither (a fast path)
+        return text
     return _WIKITEXT_NT.sub(r"\1n't", _PTB_NT.sub(r"\1n't", text))
 
 
-def read_lines(path: str | Path, layout: str) -> Iterator[str]:
-    """The lines of a text file without line ends (LF or CRLF) and without a leading UTF-8 BOM.
+def read_lines(path: str | Path, layout: str, keepends: bool = False) -> Iterator[str]:
+    """The lines of a text file without line ends (LF or CRLF; ``keepends`` keeps them, for the csv module) and
+    without a leading UTF-8 BOM.
 
-    NUL bytes and invalid UTF-8 are errors naming ``file:line``: both mean the file is not in ``layout`` (or is
-    damaged), and guessing would silently change the text.
+    NUL bytes and invalid UTF-8 are errors naming ``file:line`` and the byte offset in the file: both mean the file
+    is not in ``layout`` (or is damaged, or binary), and guessing would silently change the text.
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):  # binary lines split at \n only: a stray \r stays inside its line
             if b"\x00" in raw:
-                raise ValueError(f"{path}:{lineno}: NUL byte; expected UTF-8 text in the {layout}")
+                at = _line_offset(path, lineno) + raw.index(b"\x00")
+                raise ValueError(f"{path}:{lineno}: NUL byte at byte {at} of the file: it looks binary; expected "
+                                 f"UTF-8 text in the {layout}")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
-                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text") from None
+                at = _line_offset(path, lineno) + e.start
+                raise ValueError(f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line, byte {at} of the file "
+                                 f"({raw[e.start:e.start + 4]!r}); expected UTF-8 text{_binary_hint(path)}") from None
             if lineno == 1:
                 line = line.removeprefix("\ufeff")
-            yield line.removesuffix("\n").removesuffix("\r")
+            yield line if keepends else line.removesuffix("\n").removesuffix("\r")
+
+
+def _line_offset(path: str | Path, lineno: int) -> int:
+    """Byte offset of line ``lineno`` (1-based) in ``path``: counted again only when an error names it, so reading
+    keeps no running total."""
+    with open(path, "rb") as f:
+        return sum(len(raw) for raw, _ in zip(f, range(lineno - 1)))
+
+
+def _binary_hint(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return " (it looks binary: NUL bytes in its first 8 KiB)" if b"\x00" in f.read(8192) else ""
 
 
 def is_offline() -> bool:
     return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def load_hub(dataset: str, config: str, hint: str):
+def load_hub(dataset: str, config: str | None, hint: str):
     """``datasets.load_dataset(dataset, config)``, or a one-line ValueError ending in ``hint`` at once when the
     hub cannot be reached (``datasets`` itself retries for half a minute or more before giving up)."""
+    name = dataset if config is None else f"{dataset}/{config}"
     if not is_offline():
         endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
         host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
         try:
             socket.create_connection((host, port), timeout=5).close()
         except OSError as e:
-            raise ValueError(f"cannot load {dataset}/{config} from the HuggingFace hub ({host} unreachable: {e}; "
+            raise ValueError(f"cannot load {name} from the HuggingFace hub ({host} unreachable: {e}; "
                              f"with a dataset already in the HF cache set HF_HUB_OFFLINE=1); {hint}") from None
     try:
         import datasets  # only here: local files need no hub client
@@ -67,5 +86,5 @@ def load_hub(dataset: str, config: str, hint: str):
         return datasets.load_dataset(dataset, config)
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else ""
-        raise ValueError(f"cannot load {dataset}/{config} from the HuggingFace hub ({type(e).__name__}: {reason}); "
+        raise ValueError(f"cannot load {name} from the HuggingFace hub ({type(e).__name__}: {reason}); "
                          f"{hint}") from None
