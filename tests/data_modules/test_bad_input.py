@@ -12,6 +12,10 @@ the file and line, or the flag, at fault. Cases already covered elsewhere are li
   the option, exit code 2, no jsonargparse union report): tests/lit_lm/test_cli_errors.py
 - hub unreachable: test_wikitext.py::test_hub_offline_fails_fast, ::test_hub_unreachable_fails_at_once,
   test_glue.py::test_hub_fails_fast_offline
+- any other corpus format (a binary file in a text folder, a JSONL row that is not JSON, a missing CSV column, a
+  Parquet column that is not text, an empty folder, a glob that matches nothing, too few documents to carve the
+  splits, a file edited during the build): test_corpus.py (through prepare_data and the CLI; the readers' own
+  errors in detail in test_readers.py)
 """
 
 import errno
@@ -24,7 +28,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-import data_modules.wikitext as wt
+import data_modules.encoding as encoding
 from data_modules.glue import SAMPLE_DIR as SST2_SAMPLE, TASKS, GLUEDataModule, read_tsv
 from data_modules.tokenizer import train_tokenizer
 from data_modules.wikitext import SAMPLE_DIR, WikiText103DataModule
@@ -229,7 +233,7 @@ def test_disk_full_while_writing(tmp_path, monkeypatch):
         calls.append(len(ids))
         f.write(b"\0" * 10)
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(wt, "_write_ids", write_ids)
+    monkeypatch.setattr(encoding, "_write_ids", write_ids)
     cache = tmp_path / "cache"
     with pytest.raises(OSError, match=rf"--data\.cache_dir {cache}: no space left on the device .* removed") as e:
         dm_for(tmp_path, release(tmp_path / "d")).prepare_data()

@@ -148,11 +148,11 @@ def test_half_built_temp_dir_is_ignored(tmp_path):
 
 
 def test_failed_build_leaves_no_cache(tmp_path, monkeypatch):
-    import data_modules.wikitext as wt
+    import data_modules.encoding as encoding
 
     def boom(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(wt, "_tokenize_split", boom)
+    monkeypatch.setattr(encoding, "_write_ids", boom)
     dm = make_dm(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         dm.prepare_data()
@@ -273,7 +273,8 @@ def test_raw_variant_is_found(tmp_path):
     root = write_release(tmp_path / "d", ext="raw")
     dm = make_dm(tmp_path, data_dir=str(root), vocab_size=100)
     dm.prepare_data()
-    assert json.loads((dm.cache_path() / "meta.json").read_text())["key"]["source"]["variant"] == "raw"
+    files = json.loads((dm.cache_path() / "meta.json").read_text())["key"]["source"]["files"]
+    assert files["train"][0][0] == "wiki.train.raw"
 
 
 @pytest.mark.parametrize("text, match", [
@@ -310,7 +311,7 @@ def test_hub_offline_fails_fast(tmp_path, monkeypatch):
         if module in sys.modules:
             monkeypatch.setattr(sys.modules[module], "HF_HUB_OFFLINE", True)
     t = time.perf_counter()
-    with pytest.raises(ValueError, match=r"lit-lm/no-such-dataset-xyz.*pass --data.data_dir DIR") as e:
+    with pytest.raises(ValueError, match=r"lit-lm/no-such-dataset-xyz.*pass --data.data_dir PATH") as e:
         WikiText103DataModule(cache_dir=str(tmp_path), hub_dataset="lit-lm/no-such-dataset-xyz").prepare_data()
     assert time.perf_counter() - t < 15 and "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []

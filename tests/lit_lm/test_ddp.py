@@ -172,7 +172,7 @@ def test_checkpoint_loads_safely_and_restores_a_model(ddp_run):
     assert ckpt["global_step"] == MAX_STEPS
     assert all(k.startswith("model.") for k in ckpt["state_dict"])  # no DDP "module." wrapper in the keys
     # the sampler position is per rank and the same on every rank: 2 batches into epoch 1
-    assert ckpt["WikiText103DataModule"]["sampler"] == {"epoch": 1, "start": (MAX_STEPS - 8) * BATCH}
+    assert ckpt["CorpusDataModule"]["sampler"] == {"epoch": 1, "start": (MAX_STEPS - 8) * BATCH}
     module = MLMPretraining.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
     for k, v in module.state_dict().items():
         assert torch.equal(v, ckpt["state_dict"][k]), k

@@ -148,7 +148,7 @@ def test_intermediate_checkpoints_written_after_a_resume_match(runs):
         (name,) = [p.name for p in (runs / "full/quickstart/checkpoints").glob(f"epoch=*-step={step}.ckpt")]
         a, b = load_checkpoint(runs / "full/quickstart/checkpoints" / name), load_checkpoint(runs / "killed/quickstart/checkpoints" / name)
         assert max_abs_diff(a["state_dict"], b["state_dict"]) == 0.0, name
-        assert a["WikiText103DataModule"] == b["WikiText103DataModule"], name
+        assert a["CorpusDataModule"] == b["CorpusDataModule"], name
         assert torch.equal(a["rng_states"]["torch"], b["rng_states"]["torch"]), name
 
 

@@ -114,7 +114,7 @@ def _assert_same_weights_and_optimizer(tmp: Path) -> None:
     full = load_checkpoint(tmp / "full/quickstart/checkpoints/last.ckpt")
     resumed = load_checkpoint(tmp / "killed/quickstart/checkpoints/last.ckpt")
     assert_same_weights_and_optimizer(full, resumed)
-    assert full["WikiText103DataModule"] == resumed["WikiText103DataModule"]
+    assert full["CorpusDataModule"] == resumed["CorpusDataModule"]
 
 
 # ---- the fits: the uninterrupted, the doomed and phase 1 side by side, then the resumes and phase 2 -----------------
@@ -243,7 +243,7 @@ def test_ddp_resume_ends_with_identical_weights(fits):
 def test_phase_two_says_once_that_the_data_changed(fits, train_sizes):
     assert NOTICE not in fits["phases"].out1
     lines = [line for line in fits["phases"].out2.splitlines() if NOTICE in line]
-    assert lines == [f"[wikitext] {NOTICE} ({train_sizes[32]:,} samples at max_seq_len 32, now {train_sizes[64]:,} at "
+    assert lines == [f"[data] {NOTICE} ({train_sizes[32]:,} samples at max_seq_len 32, now {train_sizes[64]:,} at "
                      f"max_seq_len 64): epoch 0 restarts at its first batch on the new data, global step {P_SWITCH} "
                      f"continues"], lines
 
@@ -263,8 +263,8 @@ def test_phase_two_continues_at_the_saved_step_on_a_fresh_epoch_of_the_new_pairs
         assert ids == ResumableSampler(n, seed=42).indices(epoch)[: len(ids)].tolist(), f"epoch {epoch}"
     state = load_checkpoint(tmp / "run/quickstart/checkpoints/last.ckpt")
     assert state["global_step"] == P_STEPS
-    assert state["WikiText103DataModule"]["sampler"] == {"epoch": 1, "start": (P_STEPS - P_SWITCH - per_epoch) * P_BATCH}
-    assert {k: v for k, v in state["WikiText103DataModule"]["data"].items() if k != "digest"} == {
+    assert state["CorpusDataModule"]["sampler"] == {"epoch": 1, "start": (P_STEPS - P_SWITCH - per_epoch) * P_BATCH}
+    assert {k: v for k, v in state["CorpusDataModule"]["data"].items() if k != "digest"} == {
         "num_samples": n, "max_seq_len": 64}
 
 
