@@ -3,7 +3,7 @@
 # recipe's checkpoint and on random init with its architecture and tokenizer (--random_init), seeds 1, 2, 3, under
 # the fair protocol of benchmarks/sst2_pretraining_helps.py: the full training set for 1 epoch, lr 2e-4 (tiny and
 # mini encoders want 1e-4..3e-4; BERT-base's 2e-5 leaves them unfitted), max_seq_len 64, bf16-mixed on the CPU
-# (AVX512-BF16), encoder and classifier dropout 0.1, gradient clipping 1.0 (configs/glue.yaml), the last
+# (AVX512-BF16), encoder and classifier dropout 0.1, gradient clipping 1.0 (configs/sst2.yaml), the last
 # checkpoint scored on dev. 4m43s-5m41s per run alone on the 2-core AMD EPYC with AVX512-BF16 (2026-12-01).
 #
 #   bash benchmarks/glue_sst2_table.sh [CKPT [GLUE_DIR [HARNESS FLAGS...]]]

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lit_lm.cli import LitLMCLI  # noqa: E402
+from lit_lm.lightning_cli import make_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,7 @@ def pretrain(config: str, wikitext_dir: str, out: Path) -> str:
     name = Path(config).stem
     args = ["fit", "--config", str(REPO / "cli.yaml"), "--config", config, "--data.data_dir", wikitext_dir,
             "--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name]
-    LitLMCLI(subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False,
-             save_config_kwargs={"overwrite": True}, args=args)
+    make_cli(args)
     return str(out / name / "checkpoints" / "last.ckpt")
 
 
@@ -53,8 +52,7 @@ def fine_tune(arm: str, ckpt: str, data_dir: str, seed: int, subset: int | None,
     if subset is not None:
         args += ["--data.train_subset", str(subset), "--data.subset_seed", "0"]
     t0 = time.perf_counter()
-    cli = LitLMCLI(subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False,
-                   save_config_kwargs={"overwrite": True}, args=args)
+    cli = make_cli(args)
     acc = float(cli.trainer.callback_metrics["val/acc"])
     return {"arm": arm, "train": "full" if subset is None else subset, "seed": seed, "dev_acc": acc,
             "steps": cli.trainer.global_step, "wall_s": round(time.perf_counter() - t0, 1)}

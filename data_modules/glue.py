@@ -12,7 +12,10 @@ characters, so lines are split on tabs and nothing else. SST-2 looks like this (
     sentence<TAB>label
     it 's a charming and often affecting journey . <TAB>1
 
-and its test split ``index<TAB>sentence`` has no labels (GLUE scores submissions on its server).
+and its test split ``index<TAB>sentence`` has no labels (GLUE scores submissions on its server). The release's other
+quirks are read as they are: CoLA's train and dev files have no header (``GLUETask.columns``), MRPC's train and dev
+headers start with a UTF-8 BOM, CoLA's dev file and the diagnostic set end without a final newline, STS-B's test file
+has one column fewer (no score); tests/data_modules/test_glue_real.py reads every file of the real release.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -36,6 +39,7 @@ from data_modules.cache import build_once, log
 from data_modules.sources import read_lines
 from data_modules.collators import PadCollator
 from data_modules.tokenizer import load_tokenizer, special_ids
+from lit_lm import resources
 
 FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)
 """Bump when the cache layout or the text processing changes, so old caches are not reused."""
@@ -48,7 +52,8 @@ Metric = Literal["accuracy", "f1", "matthews", "pearson_spearman"]
 
 @dataclass(frozen=True)
 class GLUETask:
-    """Where a GLUE task keeps its texts and labels, in the files and on the hub."""
+    """One GLUE task: where it keeps its texts and labels (in the release files and on the hub), how it is scored and
+    what the GLUE server wants back. ``TASKS`` below is the one table of these facts."""
 
     name: str
     text: tuple[str, ...]
@@ -70,6 +75,18 @@ class GLUETask:
     test_index: str = "index"
     columns: Optional[tuple[str, ...]] = None
     """Column names of header-less train/dev files (CoLA); None = the files have a header line."""
+    _: KW_ONLY
+    directory: str
+    """The task's directory in the GLUE release (download_glue_data.py's layout: GLUE_DIR/SST-2/train.tsv ...)."""
+    leaderboard_metrics: tuple[tuple[str, str], ...]
+    """The dev metric(s) the GLUE leaderboard reports, in its column order: (official name, the key
+    SequenceClassification logs in ``trainer.validate``). A task scores their unweighted mean."""
+    display: Optional[str] = None
+    """The task's name in a results table, when not ``directory``."""
+    train: tuple[str, ...] = ("train",)
+    """The training split (file stem); () for a test-only set (AX)."""
+    diagnostic: Optional[GLUETask] = None
+    """A test-only set that this task's model also predicts for the GLUE server (MNLI: AX)."""
 
     @property
     def num_labels(self) -> int:
@@ -79,28 +96,57 @@ class GLUETask:
     def is_regression(self) -> bool:
         return not self.labels
 
+    @property
+    def display_name(self) -> str:
+        return self.display or self.directory
+
+    @property
+    def files(self) -> list[str]:
+        """The split files in the task's directory: train, dev(s), test(s)."""
+        return [f"{s}.tsv" for s in (*self.train, *self.dev, *self.test)]
+
 
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
+_NLI3 = ("entailment", "neutral", "contradiction")
 _PAIR = ("sentence1", "sentence2")
+_ACCURACY = (("accuracy", "val/acc"),)
+_F1_ACCURACY = (("f1", "val/f1"), ("accuracy", "val/acc"))
+
+AX = GLUETask("ax", _PAIR, "label", _NLI3, "matthews", ("AX.tsv",), ("premise", "hypothesis"), dev=(),
+              test=("diagnostic",), directory="diagnostic", leaderboard_metrics=(), train=())
+"""GLUE's diagnostic set: no training or dev data, one unlabelled file (diagnostic/diagnostic.tsv; the hub's ``ax``
+config, split ``test``). Not fine-tuned and not part of the GLUE score: the server wants the MNLI model's predictions
+on it, with MNLI's label strings, as AX.tsv, and scores them with R3, a three-class Matthews correlation."""
+
 TASKS: dict[str, GLUETask] = {
     t.name: t
-    for t in [
+    for t in [  # the leaderboard's column order
         GLUETask("cola", ("sentence",), "label", _BINARY, "matthews", ("CoLA.tsv",), ("sentence",),
-                 columns=("source", "label", "original_label", "sentence")),
-        GLUETask("sst2", ("sentence",), "label", _BINARY, "accuracy", ("SST-2.tsv",), ("sentence",)),
-        GLUETask("mrpc", ("#1 String", "#2 String"), "Quality", _BINARY, "f1", ("MRPC.tsv",), _PAIR),
+                 columns=("source", "label", "original_label", "sentence"), directory="CoLA",
+                 leaderboard_metrics=(("matthews", "val/mcc"),)),
+        GLUETask("sst2", ("sentence",), "label", _BINARY, "accuracy", ("SST-2.tsv",), ("sentence",),
+                 directory="SST-2", leaderboard_metrics=_ACCURACY),
+        GLUETask("mrpc", ("#1 String", "#2 String"), "Quality", _BINARY, "f1", ("MRPC.tsv",), _PAIR,
+                 directory="MRPC", leaderboard_metrics=_F1_ACCURACY),
+        GLUETask("stsb", _PAIR, "score", (), "pearson_spearman", ("STS-B.tsv",), _PAIR, directory="STS-B",
+                 leaderboard_metrics=(("pearson", "val/pearson"), ("spearman", "val/spearman"))),
         GLUETask("qqp", ("question1", "question2"), "is_duplicate", _BINARY, "f1", ("QQP.tsv",),
-                 ("question1", "question2"), test_index="id"),
-        GLUETask("stsb", _PAIR, "score", (), "pearson_spearman", ("STS-B.tsv",), _PAIR),
-        GLUETask("mnli", _PAIR, "gold_label", ("entailment", "neutral", "contradiction"), "accuracy",
-                 ("MNLI-m.tsv", "MNLI-mm.tsv"), ("premise", "hypothesis"),
-                 dev=("dev_matched", "dev_mismatched"), test=("test_matched", "test_mismatched")),
-        GLUETask("qnli", ("question", "sentence"), "label", _NLI2, "accuracy", ("QNLI.tsv",), ("question", "sentence")),
-        GLUETask("rte", _PAIR, "label", _NLI2, "accuracy", ("RTE.tsv",), _PAIR),
-        GLUETask("wnli", _PAIR, "label", _BINARY, "accuracy", ("WNLI.tsv",), _PAIR),
+                 ("question1", "question2"), test_index="id", directory="QQP", leaderboard_metrics=_F1_ACCURACY),
+        GLUETask("mnli", _PAIR, "gold_label", _NLI3, "accuracy", ("MNLI-m.tsv", "MNLI-mm.tsv"),
+                 ("premise", "hypothesis"), dev=("dev_matched", "dev_mismatched"),
+                 test=("test_matched", "test_mismatched"), directory="MNLI", display="MNLI-m/mm", diagnostic=AX,
+                 # SequenceClassification logs dev_matched as val/, dev_mismatched as val_mismatched/
+                 leaderboard_metrics=(("matched", "val/acc"), ("mismatched", "val_mismatched/acc"))),
+        GLUETask("qnli", ("question", "sentence"), "label", _NLI2, "accuracy", ("QNLI.tsv",), ("question", "sentence"),
+                 directory="QNLI", leaderboard_metrics=_ACCURACY),
+        GLUETask("rte", _PAIR, "label", _NLI2, "accuracy", ("RTE.tsv",), _PAIR, directory="RTE",
+                 leaderboard_metrics=_ACCURACY),
+        GLUETask("wnli", _PAIR, "label", _BINARY, "accuracy", ("WNLI.tsv",), _PAIR, directory="WNLI",
+                 leaderboard_metrics=_ACCURACY),
     ]
 }
+"""The nine GLUE tasks by name (``--data.task_name``), in the leaderboard's column order."""
 
 
 def get_task(name: str) -> GLUETask:
@@ -193,12 +239,8 @@ def hub_examples(ds, task: GLUETask, split: str, labelled: bool) -> Examples:
 
 def load_hub(task: GLUETask):
     """``nyu-mll/glue`` from the hub, or a one-line error at once when it cannot be reached."""
-    hint = f"pass --data.data_dir DIR holding the GLUE files ({', '.join(_file_names(task))})"
+    hint = f"pass --data.data_dir DIR holding the GLUE files ({', '.join(task.files)})"
     return sources.load_hub("nyu-mll/glue", task.name, hint)
-
-
-def _file_names(task: GLUETask) -> list[str]:
-    return [f"{s}.tsv" for s in ("train", *task.dev, *task.test)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -315,10 +357,10 @@ class GLUEDataModule(L.LightningDataModule):
 
     def source_files(self) -> dict[str, Path]:
         """Split -> GLUE file in ``data_dir``; one error listing every missing file."""
-        root = Path(self.data_dir).expanduser()
+        root = Path(resources.find(self.data_dir)).expanduser()  # the bundled sample from any directory too
         if not root.is_dir():
             raise FileNotFoundError(f"--data.data_dir {root}: no such directory")
-        files = {Path(name).stem: root / name for name in _file_names(self.task)}
+        files = {Path(name).stem: root / name for name in self.task.files}
         missing = [p.name for p in files.values() if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"--data.data_dir {root}: missing {', '.join(missing)} of GLUE {self.task.name}")
