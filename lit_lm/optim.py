@@ -32,6 +32,13 @@ def decay(progress: float, schedule: Schedule = "linear") -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_steps(warmup: Union[int, float], total_steps: int) -> int:
+    """Optimizer steps of the warmup: ``warmup`` steps (an int), or that fraction of ``total_steps`` (a float < 1,
+    BERT's ``warmup_proportion``), rounded down but at least one step when positive; 0 is no warmup."""
+    steps = int(warmup * total_steps) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+    return max(1, steps) if warmup > 0 else 0
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: Schedule = "linear") -> float:
     """Multiplier of the peak learning rate at ``step``: linear warmup, then decay to zero at ``total_steps``."""
     if step < warmup_steps:

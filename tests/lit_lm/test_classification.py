@@ -107,10 +107,26 @@ def test_cli_fit_from_huggingface_directory(tmp_path, monkeypatch, tokenizer_pat
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     (hf_dir / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))  # vocab.txt only, as old BERT dirs
     monkeypatch.chdir(tmp_path)
+    # a learning rate too small to move a weight: the fine-tuned encoder must still be the directory's
     run_cli(["fit", *_quick(tmp_path), "--model.pretrained", str(hf_dir), "--trainer.max_steps", "2",
-             "--trainer.limit_val_batches", "1"], monkeypatch)
+             "--trainer.limit_val_batches", "1", "--model.lr", "1e-12"], monkeypatch)
     ckpt = torch.load(tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt", weights_only=True)
     assert ckpt["bert_config"]["n_embd"] == 64 and ckpt["global_step"] == 2
+    # HF's own classifier on the directory's encoder, given our checkpoint's head, gives our checkpoint's logits
+    from lit_lm.config import BertConfig
+    from lit_lm.model import BertForSequenceClassification
+
+    ours = BertForSequenceClassification(BertConfig(**ckpt["bert_config"]), num_labels=2)
+    ours.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
+    hf = transformers.BertForSequenceClassification.from_pretrained(hf_dir, num_labels=2)
+    hf.classifier.load_state_dict(ours.classifier.state_dict())
+    enc = tok.encode_batch(["a gripping , funny film", "dull"])
+    width = max(len(e.ids) for e in enc)
+    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in enc])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in enc])
+    with torch.no_grad():
+        expected = hf.eval()(input_ids=ids, token_type_ids=torch.zeros_like(ids), attention_mask=mask).logits
+        torch.testing.assert_close(ours.eval()(ids, torch.zeros_like(ids), mask), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_cli_fit_random_init_with_tokenizer(tmp_path, monkeypatch, tokenizer_path):

@@ -92,8 +92,9 @@ def test_quickstart_writes_checkpoint_and_tensorboard_scalars(quickstart_run):
     missing = [t for t in SCALARS if t not in tags]
     assert not missing, f"missing scalars {missing}; have {sorted(tags)}"
     assert any(t.startswith("lr-") for t in tags)
-    # ThroughputMonitor: real (non-pad) tokens per second, FLOPs and MFU against the configured CPU peak
-    assert {"train/device/items_per_sec", "train/device/flops_per_sec", "train/device/mfu"} <= tags
+    # ThroughputMonitor: real (non-pad) tokens per second and FLOPs (MFU needs a peak, which no CPU config can state
+    # truly for every CPU: tests/lit_lm/test_callbacks.py checks it against a given one)
+    assert {"train/device/items_per_sec", "train/device/flops_per_sec"} <= tags
     assert all(math.isfinite(e.value) for e in acc.Scalars("train/loss"))
     # text panel: decoded masked predictions at each validation
     assert any(t.startswith("val/masked_predictions") for t in acc.Tags()["tensors"])
