@@ -22,77 +22,13 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig, option, resolve_config
-from lit_lm.convert import hf_to_lit_state_dict, strip_prefix
-from lit_lm.model import BertForSequenceClassification
-from lit_lm.optim import Schedule, adamw, warmup_decay
-
-_PRETRAINING_HEADS = ("model.mlm_head.", "model.nsp_head.")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# loading an encoder: lit-lm pretraining checkpoint or HuggingFace directory
-
-
-def read_checkpoint(path: Union[str, Path], kind: Optional[str] = None) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a lit-lm checkpoint, checking its ``lit_lm_kind`` (one-line errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file (expected a lit-lm .ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, tampered or foreign files raise many different errors
-        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({load_error(e)})") from None
-    found = ckpt.get("lit_lm_kind") if isinstance(ckpt, dict) else None
-    if found is None or "state_dict" not in ckpt or "bert_config" not in ckpt:
-        raise ValueError(f"{path}: not a lit-lm checkpoint (no lit_lm_kind / state_dict / bert_config)")
-    if kind is not None and found != kind:
-        raise ValueError(f"{path}: a lit-lm {found} checkpoint; expected a {kind} checkpoint")
-    return ckpt
-
-
-def load_pretrained(path: Union[str, Path]) -> tuple[BertConfig, dict[str, torch.Tensor], str]:
-    """(config, BertModel state dict, tokenizer JSON) from a lit-lm pretraining .ckpt or a HuggingFace BERT dir."""
-    from data_modules.tokenizer import load_tokenizer
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ValueError(f"--model.pretrained {path}: no such file or directory")
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path}: not a HuggingFace BERT directory (no config.json)")
-        config = BertConfig.from_hf_json(path / "config.json")
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            weights = path / "pytorch_model.bin"
-        if not weights.is_file():
-            raise ValueError(f"{path}: no model.safetensors or pytorch_model.bin")
-        try:
-            if weights.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                hf_state = load_file(weights)
-            else:
-                hf_state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, tampered or foreign files raise many different errors
-            raise ValueError(f"{weights}: not a readable checkpoint ({load_error(e)})") from None
-        lit = hf_to_lit_state_dict(strip_prefix(hf_state), config)
-        encoder = {k.removeprefix("bert."): v for k, v in lit.items() if k.startswith("bert.")}
-        return config, encoder, load_tokenizer(path).to_str()
-    ckpt = read_checkpoint(path, kind="pretraining")
-    if "tokenizer" not in ckpt:
-        raise ValueError(f"{path}: this pretraining checkpoint carries no tokenizer")
-    state = ckpt["state_dict"]
-    others = [k for k in state if not k.startswith("model.bert.") and not k.startswith(_PRETRAINING_HEADS)]
-    if others:
-        raise ValueError(f"{path}: unexpected keys besides the encoder and the MLM/NSP heads: {others[:5]}")
-    encoder = {k.removeprefix("model.bert."): v for k, v in state.items() if k.startswith("model.bert.")}
-    return BertConfig(**ckpt["bert_config"]), encoder, ckpt["tokenizer"]
-
-
-def _vocabulary(tokenizer_json: str) -> dict[str, int]:
-    return Tokenizer.from_str(tokenizer_json).get_vocab()
+from lit_lm.model import POOLINGS, BertForSequenceClassification, Pooling
+from lit_lm.optim import Schedule, adamw, warmup_decay, warmup_steps
+# The encoder comes from lit_lm.weights, the one reader of lit-lm checkpoints and HuggingFace directories
+# (read_checkpoint and load_pretrained stay importable from here).
+from lit_lm.weights import load_pretrained, read_checkpoint  # noqa: F401
+from lit_lm.weights import vocabulary as _vocabulary
 
 
 class MatthewsCorrCoef(MulticlassConfusionMatrix):
@@ -126,6 +62,7 @@ class SequenceClassification(L.LightningModule):
         num_labels: int = 2,
         dropout: Optional[float] = 0.1,
         classifier_dropout: float = 0.1,
+        pooling: Pooling = "cls",
         lr: float = 2e-5,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -148,6 +85,9 @@ class SequenceClassification(L.LightningModule):
                 pretraining used: a checkpoint pretrained without dropout and a random init then fine-tune alike.
                 None keeps the encoder config's values.
             classifier_dropout: Dropout before the classifier (BERT's run_classifier: 0.1).
+            pooling: What the classifier sees: ``cls``, BERT's tanh pooler over the [CLS] vector (exports to
+                HuggingFace), or ``mean``, the mean of the last layer's hidden states over the non-padding tokens
+                (Sentence-BERT; no pooler), which small encoders fine-tune better with.
             lr: Peak learning rate of AdamW. BERT-base: 2e-5..5e-5; the small sizes (tiny, mini) want 1e-4..3e-4
                 (Turc et al., 2019).
             betas: AdamW betas.
@@ -166,6 +106,7 @@ class SequenceClassification(L.LightningModule):
              "(null for a random initialisation)"),
             (dropout is None or 0.0 <= dropout < 1.0, f"--model.dropout={dropout}: expected 0 <= p < 1"),
             (0.0 <= classifier_dropout < 1.0, f"--model.classifier_dropout={classifier_dropout}: expected 0 <= p < 1"),
+            (pooling in POOLINGS, f"--model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}"),
             (lr > 0, f"--model.lr={lr}: expected > 0"),
             (weight_decay >= 0, f"--model.weight_decay={weight_decay}: expected >= 0"),
             (warmup_steps >= 0, f"--model.warmup_steps={warmup_steps}: expected >= 0 (steps, or a fraction < 1)"),
@@ -213,7 +154,7 @@ class SequenceClassification(L.LightningModule):
         self.task_name: Optional[str] = None  # from the data module, saved in checkpoints
         self._val_splits: tuple[str, ...] = ("dev",)
 
-        self.model = BertForSequenceClassification(self.config, num_labels, classifier_dropout)
+        self.model = BertForSequenceClassification(self.config, num_labels, classifier_dropout, pooling)
         if pretrained is not None:
             missing, unexpected = self.model.bert.load_state_dict(encoder_state, strict=False)
             if missing or unexpected:
@@ -312,8 +253,7 @@ class SequenceClassification(L.LightningModule):
         h = self.hparams
         optimizer = adamw(self, h.lr, tuple(h.betas), h.eps, h.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup, total, h.schedule)}
+        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup_steps(h.warmup_steps, total), total, h.schedule)}
 
     # ---- checkpoints carry what rebuilds the model and its tokenizer -------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -321,11 +261,21 @@ class SequenceClassification(L.LightningModule):
         checkpoint["tokenizer"] = self.tokenizer_json
         checkpoint["lit_lm_kind"] = "classification"
         checkpoint["num_labels"] = self.hparams.num_labels
+        checkpoint["pooling"] = self.hparams.pooling  # lit_lm.api and lit_lm.export rebuild the head from it
         if self.task_name is not None:
             checkpoint["task_name"] = self.task_name
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.task_name = checkpoint.get("task_name", self.task_name)
+        # validate / predict --ckpt_path pool as the weights were fine-tuned (the state dict is the same either way,
+        # so nothing else would notice); a resumed fit must keep its optimizer's parameters: refuse there
+        pooling = checkpoint.get("pooling", "cls")  # checkpoints written before --model.pooling pooled [CLS]
+        if pooling != self.model.pooling:
+            if self._trainer is not None and self.trainer.state.fn == "fit":
+                raise ValueError(f"--model.pooling {self.model.pooling}: the checkpoint was fine-tuned with "
+                                 f"--model.pooling {pooling}; resume it with that")
+            self.model.pooling = self.hparams.pooling = pooling
+            self.model.bert.pooler.requires_grad_(pooling == "cls")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import lightning as L
 from lightning.pytorch.callbacks import Timer
@@ -13,9 +13,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_lm.config import BertConfig, resolve_config
+from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.model import BertForPreTraining
-from lit_lm.optim import Schedule, adamw, time_budget, warmup_decay
+from lit_lm.optim import Schedule, adamw, time_budget, warmup_decay, warmup_steps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lit_lm.weights import Source
 
 
 def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int, n_query_rows: Optional[int] = None) -> int:
@@ -36,7 +39,26 @@ def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted:
 
 
 _REGULARISATION = ("hidden_dropout", "attention_dropout", "initializer_range")
-"""BertConfig fields a resumed run may change (training only; the weights fit either way)."""
+"""BertConfig fields a resumed run or --model.init_from may change (training only; the weights fit either way)."""
+
+
+def source_config(path: Any, source: BertConfig, config: Any, vocab_size: int,
+                  overrides: Optional[dict[str, Any]]) -> BertConfig:
+    """The architecture and vocabulary of the ``--model.init_from`` source at ``path``, whatever ``config``,
+    ``vocab_size`` and ``config_overrides`` ask for (the weights fit nothing else), with the regularisation of the
+    overrides (``_REGULARISATION``); says in one line which of the requested values it replaced. The CLI calls it
+    before building the model, which then asks for the source's values and has nothing to say."""
+    overrides = overrides or {}
+    asked = resolve_config(resolve_config(config), "--model.config_overrides", **{**overrides, "vocab_size": vocab_size})
+    built = resolve_config(source, "--model.config_overrides",
+                           **{k: v for k, v in overrides.items() if k in _REGULARISATION})
+    replaced = [f"{k} {getattr(asked, k)} -> {v}" for k, v in built.asdict().items()
+                if k not in _REGULARISATION and getattr(asked, k) != v]
+    if replaced:
+        name = f" ({config})" if isinstance(config, str) else ""
+        rank_zero_info(f"init_from {path}: the source's architecture and vocabulary replace the config's{name}: "
+                       + ", ".join(replaced))
+    return built
 
 
 class MLMPretraining(L.LightningModule):
@@ -59,6 +81,7 @@ class MLMPretraining(L.LightningModule):
         sparse_prediction: bool = True,
         compile: bool = False,
         plateau_check: Optional[float] = 0.25,
+        init_from: Optional[str] = None,
     ) -> None:
         """
         Args:
@@ -83,6 +106,12 @@ class MLMPretraining(L.LightningModule):
             plateau_check: Share of the budget (steps or time) after which the run says in one line that val/mlm_acc
                 is still below the left-bigram count baseline of the validation split (the data module computes the
                 baselines and they are logged beside val/mlm_acc); None: never.
+            init_from: Continued pretraining: start from the weights of a lit-lm pretraining checkpoint (.ckpt) or a
+                HuggingFace BERT directory (BertForPreTraining, BertForMaskedLM or BertModel; heads it lacks start
+                from BERT's initialisation, said in one line). Its architecture and vocabulary replace ``config``,
+                ``vocab_size`` and the architecture fields of ``config_overrides`` (said in one line); dropout and
+                initializer_range may still be overridden. Weights only: the optimizer, step count, schedule and
+                time budget start afresh (``--ckpt_path`` resumes a run instead).
         """
         super().__init__()
         checks = [
@@ -91,22 +120,38 @@ class MLMPretraining(L.LightningModule):
             (warmup_steps >= 0, f"--model.warmup_steps={warmup_steps}: expected >= 0 (steps, or a fraction < 1)"),
             (plateau_check is None or 0 < plateau_check <= 1,
              f"--model.plateau_check={plateau_check}: expected a share of the budget in (0, 1], or null"),
+            (init_from is None or str(init_from).strip() != "",
+             "--model.init_from '': expected a lit-lm pretraining .ckpt or a HuggingFace BERT directory (null: none)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        self.config = resolve_config(resolve_config(config), "--model.config_overrides",
-                                     **{**(config_overrides or {}), "vocab_size": vocab_size})
+        source = None
+        if init_from is None:
+            self.config = resolve_config(resolve_config(config), "--model.config_overrides",
+                                         **{**(config_overrides or {}), "vocab_size": vocab_size})
+        else:
+            from lit_lm.weights import load
+
+            with option("--model.init_from"):
+                source = load(init_from, "--model.init_from")
+            self.config = source_config(source.path, source.config, config, vocab_size, config_overrides)
+            # The hyper-parameters (this frame's arguments; under the CLI, its config, which says the source's
+            # values already) record the vocabulary built, as the data module's --data.vocab_size does.
+            vocab_size = self.config.vocab_size
         # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["config", "config_overrides"])
         self.hparams["config"] = self.config.asdict()
         self.model = BertForPreTraining(self.config)
+        self.tokenizer_json: Optional[str] = None  # set from the data module; saved in every checkpoint
+        self._source_tokenizer: Optional[str] = None  # the tokenizer of --model.init_from, whose vocabulary must stay
+        if source is not None:
+            self._load_source(source)
         if not nsp:  # MLM only: the pooler and NSP head get no gradient; frozen, DDP has no unused parameter
             self.model.bert.pooler.requires_grad_(False)
             self.model.nsp_head.requires_grad_(False)
         if compile:  # in place: the state dict keeps its keys (no "_orig_mod." prefix in checkpoints)
             self.model.compile(dynamic=True)
-        self.tokenizer_json: Optional[str] = None  # set from the data module; saved in every checkpoint
         V = self.config.vocab_size
         self.val_mlm_acc = MulticlassAccuracy(num_classes=V, average="micro", ignore_index=-100)
         self.val_nsp_acc = MulticlassAccuracy(num_classes=2, average="micro")
@@ -114,6 +159,14 @@ class MLMPretraining(L.LightningModule):
         self.flops_per_batch = 0  # read by ThroughputMonitor after each training batch
         self.baselines: Optional[dict] = None  # count baselines of the validation split, from the data module
         self._plateau_said = False
+
+    def _load_source(self, source: "Source") -> None:
+        """The weights of --model.init_from (lit_lm.weights.load has checked that they fit); the parts the source
+        lacks keep BERT's initialisation, and one line says which."""
+        with torch.no_grad():
+            self.model.load_state_dict(source.state, strict=False)
+        self._source_tokenizer = self.tokenizer_json = source.tokenizer_json
+        rank_zero_info(source.summary())
 
     # ---- steps -------------------------------------------------------------------------------------------
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -287,14 +340,19 @@ class MLMPretraining(L.LightningModule):
             if h.schedule_steps < total:  # the rate would sit at zero for the last steps
                 raise ValueError(f"--model.schedule_steps={h.schedule_steps}: expected >= --trainer.max_steps={total}")
             total = int(h.schedule_steps)
-        warmup = int(h.warmup_steps * total) if isinstance(h.warmup_steps, float) and h.warmup_steps < 1 else int(h.warmup_steps)
-        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, max(1, warmup), total, h.schedule)}
+        return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup_steps(h.warmup_steps, total), total, h.schedule)}
 
     # ---- the checkpoint carries what rebuilds the model and its tokenizer ----------------------------------
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         tokenizer_json = getattr(dm, "tokenizer_json", None)
         if tokenizer_json is not None:
+            if self._source_tokenizer is not None:  # the embedding rows are the source's token ids
+                from lit_lm.weights import check_vocabulary
+
+                given = getattr(dm, "tokenizer_source", None)
+                check_vocabulary(tokenizer_json, f"--data.tokenizer {given}" if given else "the data's tokenizer",
+                                 self._source_tokenizer, self.hparams.init_from)
             self.tokenizer_json = tokenizer_json
         self.baselines = getattr(dm, "baselines", None)
         max_seq_len = getattr(dm, "max_seq_len", None)
