@@ -29,7 +29,7 @@ from tokenizers import Encoding, Tokenizer
 
 from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
-from lit_lm.model import BertForPreTraining, BertForSequenceClassification, BertModel
+from lit_lm.model import POOLINGS, BertForPreTraining, BertForSequenceClassification, BertModel
 
 Text = Union[str, tuple[str, str]]
 """One input: a sentence, or a sentence pair ``(a, b)`` encoded as ``[CLS] a [SEP] b [SEP]``."""
@@ -252,8 +252,11 @@ class Classifier(_Checkpoint):
             raise ValueError(f"{path}: a classification checkpoint without classifier weights")
         num_labels = state["classifier.bias"].shape[0]
         self.task_name: Optional[str] = ckpt.get("task_name")
+        pooling = ckpt.get("pooling", "cls")  # checkpoints written before --model.pooling pooled [CLS]
+        if pooling not in POOLINGS:
+            raise ValueError(f"{path}: unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
         self.model: BertForSequenceClassification = self._load_state(
-            BertForSequenceClassification(self.config, num_labels), state)
+            BertForSequenceClassification(self.config, num_labels, pooling=pooling), state)
         if labels is None:
             labels = self._task_labels(num_labels)
         if num_labels > 1 and len(labels) != num_labels:

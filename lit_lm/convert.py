@@ -131,7 +131,10 @@ def from_hf(hf_model: "transformers.PreTrainedModel") -> Union[BertForPreTrainin
 
 def to_hf(model: Union[BertForPreTraining, BertForSequenceClassification]) -> "transformers.PreTrainedModel":
     """The equivalent ``transformers.BertForPreTraining`` or ``BertForSequenceClassification`` (needs the interop
-    extra: transformers)."""
+    extra: transformers); a mean-pooling classifier has no transformers equivalent and is refused."""
+    if isinstance(model, BertForSequenceClassification) and model.pooling != "cls":
+        raise ValueError(f"pooling={model.pooling!r}: HuggingFace's BertForSequenceClassification always pools [CLS] "
+                         f"through its tanh pooler, so it would give other logits")
     import transformers
 
     if isinstance(model, BertForSequenceClassification):

@@ -3,7 +3,8 @@
 The directory holds what ``transformers`` loads with ``BertForPreTraining`` (pretraining checkpoints) or
 ``BertForSequenceClassification`` (fine-tuned ones) ``.from_pretrained(out_dir)`` and ``AutoTokenizer``: config.json,
 model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json. Only the
-``safetensors`` package is needed to write it, not ``transformers``.
+``safetensors`` package is needed to write it, not ``transformers``. A classifier fine-tuned with ``--model.pooling
+mean`` is refused: transformers' ``BertForSequenceClassification`` always pools [CLS] through its tanh pooler.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def export(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path
         # tied to the word embeddings: HF's own save_pretrained leaves them out too
         hf_state = {k: v for k, v in hf_state.items() if k not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")}
     elif kind == "classification":
+        if ckpt.get("pooling", "cls") != "cls":
+            raise ValueError(f"{checkpoint_path}: a classifier fine-tuned with --model.pooling {ckpt['pooling']}; "
+                             f"HuggingFace's BertForSequenceClassification always pools [CLS] through its tanh "
+                             f"pooler, so it would give other logits (fine-tune with --model.pooling cls to export)")
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}  # BertForSequenceClassification
         hf_state = lit_to_hf_state_dict({k: v for k, v in state.items() if k.startswith("bert.")}, config)
         hf_state["classifier.weight"], hf_state["classifier.bias"] = state["classifier.weight"], state["classifier.bias"]

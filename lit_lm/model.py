@@ -13,6 +13,7 @@ positions, mlp geglu, bias) are small branches at the one place each acts on; wi
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn as nn
@@ -304,17 +305,33 @@ class BertForPreTraining(nn.Module):
         return n
 
 
+Pooling = Literal["cls", "mean"]
+"""How BertForSequenceClassification sums a sequence up: BERT's tanh pooler over [CLS], or the masked mean."""
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+
+
 class BertForSequenceClassification(nn.Module):
     """The encoder with BERT's fine-tuning head (Devlin et al., 2019, section 4.1; HF's
-    ``BertForSequenceClassification``): the pooled [CLS] vector -> dropout -> one linear layer."""
+    ``BertForSequenceClassification``): the pooled [CLS] vector -> dropout -> one linear layer.
 
-    def __init__(self, config: BertConfig, num_labels: int, classifier_dropout: float = 0.1) -> None:
+    ``pooling="mean"`` replaces the pooled [CLS] vector by the mean of the last layer's hidden states over the
+    non-padding tokens ([CLS] and [SEP] included), as Sentence-BERT (Reimers and Gurevych, 2019) and the Keras
+    pretraining guide do; the tanh pooler is then unused (frozen, so DDP waits for no gradient of it and AdamW leaves
+    it as loaded)."""
+
+    def __init__(self, config: BertConfig, num_labels: int, classifier_dropout: float = 0.1,
+                 pooling: Pooling = "cls") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
         self.config = config
+        self.pooling = pooling
         self.bert = BertModel(config)
         self.dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(config.n_embd, num_labels)
         init_weights(self, config.initializer_range)
+        if pooling == "mean":
+            self.bert.pooler.requires_grad_(False)
 
     def forward(
         self,
@@ -323,5 +340,11 @@ class BertForSequenceClassification(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, num_labels); for regression (num_labels = 1, STS-B) the scores are ``logits[:, 0]``."""
-        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, C)
+        x, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
+        if self.pooling == "mean":
+            if attention_mask is None:
+                pooled = x.mean(1)  # (B, C)
+            else:
+                keep = attention_mask[:, :, None].float()  # (B, T, 1); summed in fp32 under bf16 autocast
+                pooled = ((x.float() * keep).sum(1) / keep.sum(1).clamp(min=1)).to(x.dtype)  # (B, C)
         return self.classifier(self.dropout(pooled))

@@ -49,6 +49,24 @@ def wikitext2(data_root, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def glue_root(data_root, tmp_path_factory) -> Path:
+    """The real GLUE release tree, ``data_root/glue`` (CoLA/, SST-2/, MRPC/, ..., diagnostic/). Its SST-2 is a
+    symbolic link to ../SST-2; where the copy stored that link as a plain file holding its target (as git does
+    without symlink support), the tree is rebuilt of links in a temporary folder, so the tests see the layout
+    ``lit-lm glue --data_dir`` expects either way (tests/data_modules/test_glue_real.py checks the entry itself)."""
+    root = data_root / "glue"
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (the GLUE release tree)")
+    if (root / "SST-2").is_dir():
+        return root
+    tree = tmp_path_factory.mktemp("glue")
+    for entry in root.iterdir():
+        stub = entry.name == "SST-2" and entry.is_file()
+        (tree / entry.name).symlink_to((root / entry.read_text().strip()) if stub else entry)
+    return tree
+
+
+@pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory) -> Path:
     """One short quickstart pretraining through the real CLI, shared by the tests that need a checkpoint."""
     from lit_lm.cli import main
