@@ -93,3 +93,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def save_checkpoint(module: Any, path: Path) -> Path:
+    """A checkpoint of ``module`` written by Lightning itself (with the module's on_save_checkpoint), without
+    training: what a tiny test needs as a lit-lm .ckpt."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(tmp_path_factory) -> Path:
+    """A 600-token WordPiece tokenizer trained on the bundled SST-2 sample (tokenizer.json)."""
+    from data_modules.glue import SAMPLE_DIR, TASKS, read_tsv
+    from data_modules.tokenizer import train_tokenizer
+
+    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_tokenizer(texts, 600, show_progress=False).save(str(path))
+    return path

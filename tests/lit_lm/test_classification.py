@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from conftest import save_checkpoint
 from one_line import cli_error
 import torch
 
@@ -22,21 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="session")
-def tokenizer_path(tmp_path_factory) -> Path:
-    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_tokenizer(texts, 600, show_progress=False).save(str(path))
-    return path
-
-
-def _save(module: L.LightningModule, path: Path) -> Path:
-    """A checkpoint written by Lightning itself (with the module's on_save_checkpoint), without training."""
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +34,7 @@ def pretrain_ckpt(tmp_path_factory, tokenizer_path) -> Path:
     torch.manual_seed(0)
     model = MLMPretraining(config="tiny", vocab_size=Tokenizer.from_str(tok_json).get_vocab_size())
     model.tokenizer_json = tok_json
-    return _save(model, tmp_path_factory.mktemp("pre") / "pretrain.ckpt")
+    return save_checkpoint(model, tmp_path_factory.mktemp("pre") / "pretrain.ckpt")
 
 
 def run_cli(args: list[str], monkeypatch) -> None:
@@ -218,7 +204,7 @@ def test_regression_head_for_stsb(tmp_path, tokenizer_path):
 
 
 def test_classification_checkpoint_is_not_a_pretrained_encoder(tmp_path, pretrain_ckpt):
-    cls_ckpt = _save(SequenceClassification(pretrained=str(pretrain_ckpt)), tmp_path / "cls.ckpt")
+    cls_ckpt = save_checkpoint(SequenceClassification(pretrained=str(pretrain_ckpt)), tmp_path / "cls.ckpt")
     with pytest.raises(ValueError) as e:
         SequenceClassification(pretrained=str(cls_ckpt))
     assert str(e.value) == f"--model.pretrained: {cls_ckpt}: a lit-lm classification checkpoint; expected a pretraining checkpoint"
@@ -304,7 +290,7 @@ def test_finetuning_dropout_overrides_the_pretraining_one(tmp_path, tokenizer_pa
     model = MLMPretraining(config="tiny", vocab_size=Tokenizer.from_str(tok_json).get_vocab_size(),
                            config_overrides={"hidden_dropout": 0.0, "attention_dropout": 0.0})
     model.tokenizer_json = tok_json
-    ckpt = _save(model, tmp_path / "dropout0.ckpt")
+    ckpt = save_checkpoint(model, tmp_path / "dropout0.ckpt")
     assert torch.load(ckpt, weights_only=True)["bert_config"]["hidden_dropout"] == 0.0
     clf = SequenceClassification(pretrained=str(ckpt))
     assert (clf.config.hidden_dropout, clf.config.attention_dropout, clf.model.dropout.p) == (0.1, 0.1, 0.1)
@@ -317,7 +303,7 @@ def test_finetuning_dropout_overrides_the_pretraining_one(tmp_path, tokenizer_pa
     model_b = MLMPretraining(config="mini", vocab_size=model.config.vocab_size,
                              config_overrides={"relative_positions": "alibi", "hidden_dropout": 0.0})
     model_b.tokenizer_json = tok_json
-    shaped = SequenceClassification(tokenizer=str(tokenizer_path), config=str(_save(model_b, tmp_path / "mini.ckpt")))
+    shaped = SequenceClassification(tokenizer=str(tokenizer_path), config=str(save_checkpoint(model_b, tmp_path / "mini.ckpt")))
     assert (shaped.config.n_layer, shaped.config.n_embd, shaped.config.relative_positions) == (4, 256, "alibi")
     assert shaped.config.hidden_dropout == 0.1
 

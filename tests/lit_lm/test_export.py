@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
-from conftest import require_transformers  # noqa: E402  (tests/conftest.py: pytest puts tests/ on sys.path)
+from conftest import require_transformers, save_checkpoint  # noqa: E402  (tests/conftest.py: pytest puts tests/ on sys.path)
 
 transformers = require_transformers()
 
@@ -41,13 +40,6 @@ def _tokenizer(lowercase: bool = True):
     return train_tokenizer(TEXTS * 3, 400, lowercase=lowercase, min_frequency=1, show_progress=False)
 
 
-def _save(module: L.LightningModule, path: Path) -> Path:
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
-
 
 def _pretraining_ckpt(path: Path, lowercase: bool = True, pad_vocab_multiple: int = 1) -> Path:
     tok = _tokenizer(lowercase)
@@ -59,7 +51,7 @@ def _pretraining_ckpt(path: Path, lowercase: bool = True, pad_vocab_multiple: in
             if name.endswith("bias") or ".ln" in name:
                 p.add_(0.1 * torch.randn_like(p))
     model.tokenizer_json = tok.to_str()
-    return _save(model, path)
+    return save_checkpoint(model, path)
 
 
 def _batch(tok, texts):
@@ -96,7 +88,7 @@ def test_export_classification_checkpoint(tmp_path):
     with torch.no_grad():
         model.model.classifier.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
     model.task_name = "mnli"
-    cls_ckpt = _save(model, tmp_path / "cls.ckpt")
+    cls_ckpt = save_checkpoint(model, tmp_path / "cls.ckpt")
     out = export(cls_ckpt, tmp_path / "hf")
     hf = transformers.BertForSequenceClassification.from_pretrained(out).eval()
     assert hf.config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}

@@ -16,7 +16,7 @@ import torch
 from one_line import cli_error, run_main
 from tokenizers import Tokenizer
 
-from conftest import require_transformers
+from conftest import require_transformers, save_checkpoint
 
 transformers = require_transformers()
 
@@ -76,13 +76,6 @@ def hf_dirs(tmp_path_factory, tok) -> dict[str, Path]:
     return dirs
 
 
-def _save(module: L.LightningModule, path: Path) -> Path:
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def lit_ckpt(tmp_path_factory, tok) -> Path:
@@ -93,7 +86,7 @@ def lit_ckpt(tmp_path_factory, tok) -> Path:
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     model.tokenizer_json = tok.to_str()
-    return _save(model, tmp_path_factory.mktemp("lit") / "pretrain.ckpt")
+    return save_checkpoint(model, tmp_path_factory.mktemp("lit") / "pretrain.ckpt")
 
 
 def _messages(caplog) -> list[str]:
@@ -239,7 +232,7 @@ def _broken(tmp_path: Path, hf_dirs: dict[str, Path], lit_ckpt: Path, case: str)
     if case == "classification checkpoint":
         from lit_lm.classification import SequenceClassification
 
-        path = _save(SequenceClassification(pretrained=str(lit_ckpt)), tmp_path / "cls.ckpt")
+        path = save_checkpoint(SequenceClassification(pretrained=str(lit_ckpt)), tmp_path / "cls.ckpt")
         return path, f"--model.init_from: {path}: a lit-lm classification checkpoint; expected a pretraining checkpoint"
     raise AssertionError(case)
 

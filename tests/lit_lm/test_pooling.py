@@ -13,11 +13,11 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import save_checkpoint
 from one_line import cli_error
 
 import lit_lm
 from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
-from data_modules.tokenizer import train_tokenizer
 from lit_lm import cli
 from lit_lm.classification import SequenceClassification
 from lit_lm.config import BertConfig
@@ -29,20 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tokenizer_path(tmp_path_factory) -> Path:
-    texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    train_tokenizer(texts, 600, show_progress=False).save(str(path))
-    return path
-
-
-def _save(module: L.LightningModule, path: Path) -> Path:
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", enable_progress_bar=False,
-                        enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
-    return path
 
 
 def _run_cli(args: list[str], monkeypatch) -> None:
@@ -204,7 +190,7 @@ def test_cli_checkpoint_validate_and_api_keep_the_pooling(tmp_path, tokenizer_pa
 def test_export_of_a_mean_classifier_is_refused_in_one_line(tmp_path, tokenizer_path, capfd, monkeypatch):
     torch.manual_seed(0)
     module = SequenceClassification(tokenizer=str(tokenizer_path), pooling="mean")
-    ckpt = _save(module, tmp_path / "mean.ckpt")
+    ckpt = save_checkpoint(module, tmp_path / "mean.ckpt")
     with pytest.raises(ValueError) as e:
         export(ckpt, tmp_path / "hf")
     assert str(e.value) == (f"{ckpt}: a classifier fine-tuned with --model.pooling mean; HuggingFace's "
@@ -218,7 +204,7 @@ def test_export_of_a_mean_classifier_is_refused_in_one_line(tmp_path, tokenizer_
     with pytest.raises(ValueError, match=r"^pooling='mean': HuggingFace's BertForSequenceClassification always pools"):
         to_hf(module.model)
     # a cls classifier still exports (its logits against transformers: tests/lit_lm/test_export.py)
-    export(_save(SequenceClassification(tokenizer=str(tokenizer_path)), tmp_path / "cls.ckpt"), tmp_path / "hf_cls")
+    export(save_checkpoint(SequenceClassification(tokenizer=str(tokenizer_path)), tmp_path / "cls.ckpt"), tmp_path / "hf_cls")
     assert json.loads((tmp_path / "hf_cls/config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
 
 
