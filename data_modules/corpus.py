@@ -11,7 +11,7 @@ and for several sources a mixture with their shares.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -157,6 +157,7 @@ class CorpusDataModule(ResumableTrainData, L.LightningDataModule):
         self._several = bool(sources)
         if sources:
             self.sources = [CorpusSource(**s) if isinstance(s, dict) else s for s in sources]
+            self.sources = [replace(s, path=resources.find(s.path)) for s in self.sources]  # as data_dir below
             # plain values in the checkpoint's hyper-parameters: torch.load(weights_only=True) reads no dataclass
             self.hparams["sources"] = [asdict(s) for s in self.sources]
         else:

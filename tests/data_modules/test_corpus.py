@@ -464,3 +464,13 @@ def test_a_checkpoint_without_this_modules_state_is_said(tmp_path, capsys):
     dm._state_loaded = True
     dm.train_dataloader()
     assert capsys.readouterr().err == ""
+
+
+def test_source_paths_into_the_package_resolve_from_any_directory(tmp_path, monkeypatch):
+    """A bundled-sample path in --data.sources finds the installed copy from outside the checkout, as --data.data_dir
+    does (lit_lm.resources.find)."""
+    monkeypatch.chdir(tmp_path)
+    dm = CorpusDataModule(sources=[{"path": "data_modules/samples/wikitext", "share": 0.5},
+                                   {"path": "data_modules/samples/wikitext", "share": 0.5}],
+                          cache_dir=str(tmp_path / "cache"))
+    assert all(Path(s.path).is_dir() and Path(s.path).is_absolute() for s in dm.sources)
