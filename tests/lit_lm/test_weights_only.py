@@ -131,8 +131,9 @@ def test_fsdp_on_a_cpu_is_refused_before_any_checkpoint_is_read(bad, cache, tmp_
     last = runs / "quickstart" / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)
     shutil.copy(path, last)
+    # ours: one line naming the strategy (the reason after it is Lightning's wording), and the payload never ran
     cli_error(["fit", *_pretrain(runs, cache), "--trainer.strategy=fsdp", "--ckpt_path", "last"], capfd, monkeypatch,
-              "fsdp", "requires a GPU")
+              "fsdp")
     assert not marker.exists()
 
 
