@@ -198,6 +198,11 @@ def main() -> None:
             for task in tasks:
                 adapted = adapt(ckpt, glue_dir, task, a.tapt_steps, save / "tapt")
                 arms["tapt"].update(task_scores(harness(adapted, glue_dir, [task], a.seeds, f"tapt-{task}", save, extra)))
+        for arm in ("random", "pretrained"):  # an arm run by an earlier invocation (e.g. --arms random first)
+            if arm not in arms and (save / arm / "results.json").is_file():
+                arms[arm] = task_scores(save / arm / "results.json")
+                print(f"# {arm}: from {save / arm / 'results.json'} (an earlier run of this script)")
+        arms = {a: arms[a] for a in ("random", "pretrained", "tapt") if a in arms}
         text, glue = table(arms, tasks)
         print("\n" + text + "\n")
         for line in verdict(arms, glue, tasks):
