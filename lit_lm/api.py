@@ -27,27 +27,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tokenizers import Encoding, Tokenizer
 
-from data_modules.tokenizer import load_error
 from lit_lm.config import BertConfig
 from lit_lm.model import POOLINGS, BertForPreTraining, BertForSequenceClassification, BertModel
+from lit_lm.weights import read_checkpoint
 
 Text = Union[str, tuple[str, str]]
 """One input: a sentence, or a sentence pair ``(a, b)`` encoded as ``[CLS] a [SEP] b [SEP]``."""
 
 
 def _read(path: Path) -> dict[str, Any]:
-    """The checkpoint dict of a lit-lm .ckpt; one-line ValueErrors naming the file otherwise.
-
-    (Same checks as lit_lm.classification.read_checkpoint, without importing Lightning.)
-    """
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file (expected a lit-lm .ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, tampered or foreign files raise many different errors
-        raise ValueError(f"{path}: not a readable lit-lm checkpoint ({load_error(e)})") from None
-    if not isinstance(ckpt, dict) or not {"lit_lm_kind", "state_dict", "bert_config"} <= ckpt.keys():
-        raise ValueError(f"{path}: not a lit-lm checkpoint (no lit_lm_kind / state_dict / bert_config)")
+    """The checkpoint dict of a lit-lm .ckpt that carries its tokenizer; one-line ValueErrors naming the file
+    otherwise (lit_lm.weights, which imports no Lightning)."""
+    ckpt = read_checkpoint(path)
     if "tokenizer" not in ckpt:
         raise ValueError(f"{path}: this lit-lm checkpoint carries no tokenizer (saved before its data module ran?)")
     return ckpt

@@ -38,7 +38,7 @@ def export(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path
     """Write ``checkpoint_path`` (a lit-lm pretraining or classification .ckpt) as a HuggingFace BERT directory."""
     from safetensors.torch import save_file
 
-    from lit_lm.classification import read_checkpoint
+    from lit_lm.weights import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint_path)
     kind, config = ckpt["lit_lm_kind"], BertConfig(**ckpt["bert_config"])
