@@ -24,7 +24,7 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.model import POOLINGS, BertForSequenceClassification, Pooling
-from lit_lm.optim import Schedule, adamw, warmup_decay, warmup_steps
+from lit_lm.optim import Schedule, adamw, clip_gradients, warmup_decay, warmup_steps
 # The encoder comes from lit_lm.weights, the one reader of lit-lm checkpoints and HuggingFace directories
 # (read_checkpoint and load_pretrained stay importable from here).
 from lit_lm.weights import load_pretrained, read_checkpoint  # noqa: F401
@@ -254,6 +254,12 @@ class SequenceClassification(L.LightningModule):
         optimizer = adamw(self, h.lr, tuple(h.betas), h.eps, h.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup_steps(h.warmup_steps, total), total, h.schedule)}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Optional[float] = None,
+                                    gradient_clip_algorithm: Optional[str] = None) -> None:
+        # lit_lm.optim.clip_gradients, not Lightning's: its mixed-precision plugin refuses the fused AdamW
+        clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm,
+                       getattr(self.trainer.precision_plugin, "scaler", None))
 
     # ---- checkpoints carry what rebuilds the model and its tokenizer -------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.model import BertForPreTraining
-from lit_lm.optim import Schedule, adamw, time_budget, warmup_decay, warmup_steps
+from lit_lm.optim import Schedule, adamw, clip_gradients, time_budget, warmup_decay, warmup_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from lit_lm.weights import Source
@@ -341,6 +341,12 @@ class MLMPretraining(L.LightningModule):
                 raise ValueError(f"--model.schedule_steps={h.schedule_steps}: expected >= --trainer.max_steps={total}")
             total = int(h.schedule_steps)
         return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup_steps(h.warmup_steps, total), total, h.schedule)}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Optional[float] = None,
+                                    gradient_clip_algorithm: Optional[str] = None) -> None:
+        # lit_lm.optim.clip_gradients, not Lightning's: its mixed-precision plugin refuses the fused AdamW
+        clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm,
+                       getattr(self.trainer.precision_plugin, "scaler", None))
 
     # ---- the checkpoint carries what rebuilds the model and its tokenizer ----------------------------------
     def setup(self, stage: str) -> None:
