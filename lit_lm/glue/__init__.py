@@ -1,6 +1,6 @@
 """``python -m lit_lm glue``: GLUE as a benchmark. Fine-tune an encoder on every GLUE task (and seed), score each on
-dev with the task's official metric(s), average them as the GLUE leaderboard does, and optionally write the GLUE
-server's submission.
+dev with the task's official metric(s), average them as BERT did (WNLI out, reported beside it; the headline) and,
+when all nine ran, as the GLUE leaderboard does, and optionally write the GLUE server's submission.
 
 Every (task, seed) is a normal ``python -m lit_lm fit`` run through LightningCLI, the same SequenceClassification
 and GLUEDataModule, configured by the recipe (configs/sst2.yaml), the per-task overrides and the user's

@@ -15,13 +15,12 @@ from lit_lm.errors import OneLineParser
 DEFAULT_CONFIG = "configs/sst2.yaml"
 """The fine-tuning recipe, by its place in the repository (lit_lm.resources finds the installed copy elsewhere)."""
 
-TASK_OVERRIDES: dict[str, list[str]] = {
-    # HF transformers, examples/pytorch/text-classification/README.md: every task with batch 32, lr 2e-5, 3 epochs,
-    # max_seq_length 128, "with an exception for MRPC and WNLI which are tiny and where we used 5 epochs instead of 3".
-    "mrpc": ["--trainer.max_epochs", "5"],
-    "wnli": ["--trainer.max_epochs", "5"],
-}
-"""Added after the recipe, before the command line's flags (which win); ``lit-lm glue --help`` lists them."""
+
+def task_flags(task: str) -> list[str]:
+    """The flags a task adds after the recipe, before the command line's (which win): its ``GLUETask.max_epochs``."""
+    epochs = TASKS[task].max_epochs
+    return [] if epochs is None else ["--trainer.max_epochs", str(epochs)]
+
 
 _PASS_THROUGH = ("--trainer.", "--model.", "--data.")
 _OWNED = {  # flags the harness sets itself, and the harness option that sets them
@@ -32,12 +31,14 @@ _OWNED = {  # flags the harness sets itself, and the harness option that sets th
 
 def parser() -> argparse.ArgumentParser:
     """``lit-lm glue``'s options; its errors are one-line ValueErrors (lit_lm.errors.OneLineParser)."""
-    overrides = "\n".join(f"  {t}: {' '.join(a)}" for t, a in TASK_OVERRIDES.items())
+    overrides = "\n".join(f"  {t}: {' '.join(task_flags(t))}" for t in TASKS if task_flags(t))
     p = OneLineParser(
         prog="lit-lm glue", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune and score an encoder on every GLUE task: one `fit` run per (task, seed) with the\n"
-                    "recipe, the dev metrics of each last checkpoint, mean ± sd over seeds, the GLUE average (as the\n"
-                    "leaderboard computes it), results.json and results.md; finished runs are skipped on a rerun.",
+                    "recipe, the dev metrics of each last checkpoint, mean ± sd over seeds, the BERT-style average\n"
+                    "(WNLI out, reported beside it; Devlin et al., 2019) first, the leaderboard's GLUE score (all\n"
+                    "nine, WNLI in) when every task ran, results.json and results.md; finished runs are skipped on a\n"
+                    "rerun.",
         epilog="Any --trainer.*, --model.* or --data.* flag of `python -m lit_lm fit` applies to every run, after the "
                "recipe\nand the per-task overrides:\n" + overrides + "\n"
                "e.g. --trainer.max_steps 6 (smoke test), --model.lr 2e-4 (tiny/mini encoders), "
@@ -154,7 +155,7 @@ class Plan:
         args += ["--seed_everything", str(seed),
                  "--trainer.logger.init_args.save_dir", str(self.out / task),
                  "--trainer.logger.init_args.name", f"seed{seed}", "--trainer.logger.init_args.version", ""]
-        return args + TASK_OVERRIDES.get(task, []) + self.extra
+        return args + task_flags(task) + self.extra
 
 
 def make_plan(argv: list[str]) -> Plan:

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from data_modules.glue import TASKS
 from lit_lm.errors import fail, one_line
-from lit_lm.glue.plan import TASK_OVERRIDES, Plan, make_plan, required_files
+from lit_lm.glue.plan import Plan, make_plan, required_files, task_flags
 from lit_lm.glue.scoring import metrics_line, official_metrics, render_table, summarize, task_score
 from lit_lm.glue.submission import submission_files, write_predictions, zip_submission
 from lit_lm.lightning_cli import LitLMCLI, make_cli
@@ -207,7 +207,7 @@ def main(argv: list[str]) -> None:
     report = {"name": plan.out.name, "pretrained": plan.pretrained, "random_init": plan.random_init,
               "data_dir": None if plan.data_dir is None else str(plan.data_dir), "config": plan.config,
               "overrides": plan.extra,
-              "task_overrides": {t: TASK_OVERRIDES[t] for t in plan.tasks if t in TASK_OVERRIDES},
+              "task_overrides": {t: task_flags(t) for t in plan.tasks if task_flags(t)},
               "seeds": plan.seeds, **summary, "runs": where}
     if plan.predict:
         report["submission"] = zip_submission(plan, summary)

@@ -15,9 +15,7 @@ import pytest
 from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
 from data_modules.tokenizer import train_tokenizer
 
-DIRS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
-"""The tasks ``data_root/glue`` holds, and their directories in the release layout."""
-
+# The tasks ``data_root/glue`` holds (their directories: ``GLUETask.directory``):
 # task -> split -> (rows, label counts by the files' label values; None: a test split, no labels)
 EXPECTED: dict[str, dict[str, tuple[int, dict[str, int] | None]]] = {
     "cola": {"train": (8551, {"1": 6023, "0": 2528}), "dev": (1043, {"1": 721, "0": 322}), "test": (1063, None)},
@@ -38,7 +36,7 @@ def _raw(path: Path) -> bytes:
 
 @pytest.mark.parametrize("task, split", FILES, ids=[f"{t}-{s}" for t, s in FILES])
 def test_every_real_file_reads_with_its_rows_and_labels(glue_root, task, split):
-    path = glue_root / DIRS[task] / f"{split}.tsv"
+    path = glue_root / TASKS[task].directory / f"{split}.tsv"
     rows, label_counts = EXPECTED[task][split]
     labelled = split != "test"
     ex = read_tsv(path, TASKS[task], labelled=labelled)
@@ -159,7 +157,7 @@ def tokenizer(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "rte", "wnli"])  # SST-2's: test_glue.py
 def test_data_module_on_real_task(glue_root, tokenizer, task, tmp_path):
-    dm = GLUEDataModule(task, data_dir=str(glue_root / DIRS[task]), tokenizer=tokenizer, max_seq_len=64,
+    dm = GLUEDataModule(task, data_dir=str(glue_root / TASKS[task].directory), tokenizer=tokenizer, max_seq_len=64,
                         num_workers=0, cache_dir=str(tmp_path))
     dm.prepare_data()
     dm.setup()
@@ -179,7 +177,7 @@ def test_data_module_on_real_task(glue_root, tokenizer, task, tmp_path):
     ("qqp", "{root}/QQP: no such directory"),
 ])
 def test_absent_files_are_one_line_errors(glue_root, tokenizer, task, message, tmp_path):
-    d = glue_root / {"qnli": "QNLI", "mnli": "MNLI", "qqp": "QQP"}[task]
+    d = glue_root / TASKS[task].directory
     dm = GLUEDataModule(task, data_dir=str(d), tokenizer=tokenizer, num_workers=0, cache_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError) as e:
         dm.prepare_data()

@@ -1,5 +1,6 @@
-"""``python -m lit_lm glue``: the harness end to end on a synthetic mini-GLUE in the release layout, the GLUE
-arithmetic against hand-computed values, and real SST-2 against ``python -m lit_lm validate``."""
+"""``python -m lit_lm glue``: the harness end to end on a synthetic mini-GLUE in the release layout, the official
+metrics of fixed predictions through the data module, and real SST-2 against ``python -m lit_lm validate``. The GLUE
+averages as pure arithmetic (the leaderboard's rows, BERT-style, mean ± sd): tests/lit_lm/test_glue_metrics.py."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import yaml
 
 from data_modules.glue import TASKS, GLUEDataModule
 from data_modules.tokenizer import train_tokenizer
-from lit_lm.glue.plan import TASK_OVERRIDES, make_plan
-from lit_lm.glue.scoring import glue_score, official_metrics, render_table, summarize, task_score
+from lit_lm.glue.plan import make_plan, task_flags
+from lit_lm.glue.scoring import glue_score, official_metrics, task_score
 from lit_lm.classification import SequenceClassification
 from one_line import assert_one_line_error, run_main
 
@@ -193,16 +194,20 @@ def test_harness_end_to_end_on_mini_glue(tmp_path, mini_glue, tokenizer, capfd, 
             assert results["tasks"][task][name]["per_seed"] == {"1": value}
         if task != "stsb":  # the labels are learnable: the metrics went through with the right label order
             assert min(run["metrics"].values()) >= 0.9, (task, run["metrics"])
-    scores = [results["tasks"][t]["score"]["mean"] for t in TASKS]
-    assert results["glue_score"]["mean"] == pytest.approx(sum(scores) / 9) and results["glue_score"]["complete"]
+    # all nine ran: the BERT-style average (WNLI out) and the leaderboard's (WNLI in), both complete
     without = [results["tasks"][t]["score"]["mean"] for t in TASKS if t != "wnli"]
-    assert results["glue_score_without_wnli"]["mean"] == pytest.approx(sum(without) / 8)
+    bert, board = results["bert_style"], results["leaderboard"]
+    assert bert["mean"] == pytest.approx(sum(without) / 8) and bert["complete"] and "wnli" not in bert["tasks"]
+    scores = [results["tasks"][t]["score"]["mean"] for t in TASKS]
+    assert board["mean"] == pytest.approx(sum(scores) / 9) and board["complete"]
 
-    # the table, in results.md and at the end of the output
+    # the table, in results.md and at the end of the output: the BERT-style headline first, then the leaderboard's
     table = (out_dir / "results.md").read_text()
     acc = results["tasks"]["sst2"]["accuracy"]["mean"]
     assert f"| SST-2 | accuracy | {100 * acc:.1f} | {100 * acc:.1f} |" in table
-    assert f"| GLUE score | mean of the task scores | **{100 * results['glue_score']['mean']:.1f}** |" in table
+    headline = f"| **GLUE-8, BERT-style** | mean of the task scores, WNLI out | **{100 * bert['mean']:.1f}** |"
+    leaderboard = f"| GLUE score, leaderboard | mean of the nine task scores, WNLI in | {100 * board['mean']:.1f} |"
+    assert headline in table and leaderboard in table and table.index(headline) < table.index(leaderboard)
     assert "not comparable" not in table
     assert table.split("\n\n", 2)[2] in out  # printed (title and encoder line aside)
 
@@ -270,7 +275,8 @@ def test_missing_or_broken_tasks_are_reported_and_the_others_run(tmp_path, mini_
     assert set(results["tasks"]) == {"sst2"} and len(results["failed"]) == 4
     table = (tmp_path / "runs/random/results.md").read_text()
     assert "| CoLA | Matthews corr. | failed |" in table and "| RTE | accuracy | failed |" in table
-    assert "Averages over 1 of the 9 tasks (SST-2): not comparable" in table
+    assert "| **GLUE-1, BERT-style** (SST-2) |" in table and "leaderboard |" not in table
+    assert "BERT-style average over 1 of the 8 tasks BERT averaged: not comparable" in table
 
     # adding --predict to a finished run predicts from its last checkpoint, without training again
     code, out = run_main(["glue", "--data_dir", str(glue), "--save_dir", str(tmp_path / "runs"), "--tasks", "sst2",
@@ -343,55 +349,6 @@ def test_official_metrics_of_fixed_predictions(tmp_path, mini_glue, tokenizer):
     assert glue_score({t: task_score(m) for t, m in by_task.items()}) == pytest.approx(expected, abs=1e-6)
 
 
-LEADERBOARD = {  # GLUE test leaderboard rows (x100) and their published scores (BERT paper; facebookresearch/XLM,
-    # ERNIE 2.0 READMEs): CoLA, SST-2, MRPC F1/acc, STS-B P/S, QQP F1/acc, MNLI-m/mm, QNLI, RTE, WNLI
-    "BERT-large": ([60.5, 94.9, (89.3, 85.4), (87.6, 86.5), (72.1, 89.3), (86.7, 85.9), 92.7, 70.1, 65.1], 80.5),
-    "BERT-base": ([52.1, 93.5, (88.9, 84.8), (87.1, 85.8), (71.2, 89.2), (84.6, 83.4), 90.5, 66.4, 65.1], 78.3),
-    "ERNIE-2.0-base": ([55.2, 95.0, (89.9, 86.1), (86.5, 87.6), (73.2, 89.8), (86.1, 85.5), 92.9, 74.8, 65.1], 80.6),
-}
-
-
-def _leaderboard_runs(row: list) -> dict[str, dict[int, dict[str, float]]]:
-    runs = {}
-    for task, value in zip(TASKS, row):
-        values = value if isinstance(value, tuple) else (value,)
-        runs[task] = {1: {name: v / 100 for (name, _), v in zip(TASKS[task].leaderboard_metrics, values)}}
-    return runs
-
-
-@pytest.mark.parametrize("model", LEADERBOARD)
-def test_glue_score_is_the_leaderboards(model):
-    row, published = LEADERBOARD[model]
-    summary = summarize(_leaderboard_runs(row))
-    assert round(100 * summary["glue_score"]["mean"], 1) == published and summary["glue_score"]["complete"]
-    # not the mean over ten columns with MNLI-m and -mm apart (BERT-large: 81.1), nor over all 13 numbers (82.0)
-    scores = [sum(v) / len(v) if isinstance(v, tuple) else v for v in row]
-    assert round(sum([*scores[:5], *row[5], *scores[6:]]) / 10, 1) != published
-    flat = [x for v in row for x in (v if isinstance(v, tuple) else (v,))]
-    assert round(sum(flat) / len(flat), 1) != published
-    # without WNLI: the mean of the other eight task scores
-    without = 100 * summary["glue_score_without_wnli"]["mean"]
-    assert without == pytest.approx((100 * summary["glue_score"]["mean"] * 9 - 65.1) / 8)
-
-
-def test_mean_sd_over_seeds_and_the_table():
-    runs = {"rte": {1: {"accuracy": 0.6}, 2: {"accuracy": 0.7}, 3: {"accuracy": 0.8}},
-            "mrpc": {1: {"f1": 0.9, "accuracy": 0.8}, 2: {"f1": 0.8, "accuracy": 0.7}, 3: {"f1": 0.7, "accuracy": 0.6}}}
-    s = summarize(runs)
-    assert s["tasks"]["rte"]["accuracy"]["mean"] == pytest.approx(0.7)
-    assert s["tasks"]["rte"]["accuracy"]["sd"] == pytest.approx(0.1)  # sample sd: sqrt((0.01 + 0 + 0.01) / 2)
-    assert s["tasks"]["mrpc"]["score"]["per_seed"] == pytest.approx({"1": 0.85, "2": 0.75, "3": 0.65})
-    # per seed: (0.6 + 0.85) / 2, (0.7 + 0.75) / 2, (0.8 + 0.65) / 2 -> the same average each time: sd 0
-    assert s["glue_score"]["per_seed"] == pytest.approx({"1": 0.725, "2": 0.725, "3": 0.725})
-    assert s["glue_score"]["mean"] == pytest.approx(0.725) and s["glue_score"]["sd"] == pytest.approx(0, abs=1e-12)
-    assert not s["glue_score"]["complete"] and s["glue_score"]["tasks"] == ["mrpc", "rte"]
-    table = render_table(s, [1, 2, 3])
-    assert "| RTE | accuracy | 70.0 ± 10.0 | 60.0, 70.0, 80.0 |" in table
-    assert "| MRPC | F1 / accuracy | 80.0 ± 10.0 / 70.0 ± 10.0 | 90.0/80.0, 80.0/70.0, 70.0/60.0 |" in table
-    assert "| GLUE score | mean of the task scores | **72.5 ± 0.0** | 72.5, 72.5, 72.5 |" in table
-    assert "Averages over 2 of the 9 tasks (MRPC, RTE): not comparable with a full GLUE score." in table
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # the command line: options, one-line errors, the recipe
 
@@ -426,9 +383,11 @@ def test_help_lists_the_options_and_the_task_overrides(capfd, monkeypatch):
     for option in ("--pretrained", "--random_init", "--data_dir", "--tasks", "--seeds", "--config", "--name",
                    "--save_dir", "--predict", "--overwrite", "mrpc: --trainer.max_epochs 5", "--trainer.max_steps"):
         assert option in out, option
-    # every per-task override, where the recipe (configs/sst2.yaml) sends its reader
-    for task, flags in TASK_OVERRIDES.items():
-        assert f"{task}: {' '.join(flags)}" in out, task
+    # every per-task override (GLUETask.max_epochs: MRPC, WNLI), where the recipe (configs/sst2.yaml) sends its reader
+    overridden = [task for task in TASKS if task_flags(task)]
+    assert overridden == ["mrpc", "wnli"] and task_flags("cola") == []
+    for task in overridden:
+        assert f"{task}: --trainer.max_epochs {TASKS[task].max_epochs}" in out, task
 
 
 def test_random_init_uses_the_architecture_and_tokenizer_of_pretrained(tmp_path):

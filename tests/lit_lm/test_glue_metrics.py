@@ -6,6 +6,9 @@ task's metrics), ``validation_step`` (loss, argmax, metric updates, per dev spli
 ``input_ids``. The expected values are computed here from the definitions GLUE scores with (Wang et al., 2018:
 Matthews correlation for CoLA, F1 of the positive class and accuracy for MRPC/QQP, Pearson and Spearman for
 STS-B, accuracy elsewhere), over all examples of a split at once, never as a mean of batch values.
+
+Then the averages of lit_lm.glue.scoring, pure arithmetic: the leaderboard's GLUE score reproduced from its published
+rows, the BERT-style headline (WNLI out, reported beside it), mean ± sd over seeds and the table.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch.utils.data import DataLoader
 from data_modules.glue import TASKS, GLUETask
 from data_modules.tokenizer import train_tokenizer
 from lit_lm.classification import SequenceClassification
+from lit_lm.glue.scoring import render_table, summarize
 
 LOGIT = 2.0  # the logit of the predicted class; the others are 0
 
@@ -221,3 +225,89 @@ def test_stsb_pearson_and_spearman_with_ties(tokenizer_path, monkeypatch):
 
     assert abs(pearson(ordinal(scores), ordinal(labels)) - spearman(scores, labels)) > 1e-3
     assert got["val/loss"] == pytest.approx(sum((s - y) ** 2 for s, y in zip(scores, labels)) / 12, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the averages (lit_lm.glue.scoring)
+
+LEADERBOARD = {  # GLUE test leaderboard rows (x100) and their published scores (BERT paper; facebookresearch/XLM,
+    # ERNIE 2.0 READMEs): CoLA, SST-2, MRPC F1/acc, STS-B P/S, QQP F1/acc, MNLI-m/mm, QNLI, RTE, WNLI
+    "BERT-large": ([60.5, 94.9, (89.3, 85.4), (87.6, 86.5), (72.1, 89.3), (86.7, 85.9), 92.7, 70.1, 65.1], 80.5),
+    "BERT-base": ([52.1, 93.5, (88.9, 84.8), (87.1, 85.8), (71.2, 89.2), (84.6, 83.4), 90.5, 66.4, 65.1], 78.3),
+    "ERNIE-2.0-base": ([55.2, 95.0, (89.9, 86.1), (86.5, 87.6), (73.2, 89.8), (86.1, 85.5), 92.9, 74.8, 65.1], 80.6),
+}
+
+
+def _leaderboard_runs(row: list) -> dict[str, dict[int, dict[str, float]]]:
+    runs = {}
+    for task, value in zip(TASKS, row):
+        values = value if isinstance(value, tuple) else (value,)
+        runs[task] = {1: {name: v / 100 for (name, _), v in zip(TASKS[task].leaderboard_metrics, values)}}
+    return runs
+
+
+@pytest.mark.parametrize("model", LEADERBOARD)
+def test_glue_score_is_the_leaderboards(model):
+    row, published = LEADERBOARD[model]
+    summary = summarize(_leaderboard_runs(row))
+    board = summary["leaderboard"]
+    assert round(100 * board["mean"], 1) == published and board["complete"] and board["tasks"] == list(TASKS)
+    # not the mean over ten columns with MNLI-m and -mm apart (BERT-large: 81.1), nor over all 13 numbers (82.0)
+    scores = [sum(v) / len(v) if isinstance(v, tuple) else v for v in row]
+    assert round(sum([*scores[:5], *row[5], *scores[6:]]) / 10, 1) != published
+    flat = [x for v in row for x in (v if isinstance(v, tuple) else (v,))]
+    assert round(sum(flat) / len(flat), 1) != published
+    # BERT-style: the mean of the other eight task scores, WNLI (65.1 in every row) out
+    bert = summary["bert_style"]
+    assert 100 * bert["mean"] == pytest.approx((100 * board["mean"] * 9 - 65.1) / 8)
+    assert bert["complete"] and bert["tasks"] == [t for t in TASKS if t != "wnli"]
+
+
+def _runs(scores: dict[str, list[float]]) -> dict[str, dict[int, dict[str, float]]]:
+    """task -> seed -> metrics, every metric of a task equal to its per-seed value (so its task score is that)."""
+    return {t: {seed: {name: v for name, _ in TASKS[t].leaderboard_metrics} for seed, v in enumerate(values, 1)}
+            for t, values in scores.items()}
+
+
+def test_bert_style_headline_leaves_wnli_out_and_shows_it_beside():
+    """The five tasks with training data here and WNLI: GLUE-5 is the mean of the five; WNLI, far below and spread
+    as it is on dev when a model fits its train set, changes nothing in it; no leaderboard score from six tasks."""
+    five = {"cola": [0.10, 0.12, 0.08], "sst2": [0.80, 0.81, 0.79], "mrpc": [0.70, 0.72, 0.74],
+            "stsb": [0.40, 0.35, 0.45], "rte": [0.50, 0.55, 0.48]}
+    with_wnli = summarize(_runs({**five, "wnli": [0.30, 0.56, 0.28]}))
+    bert = with_wnli["bert_style"]
+    per_seed = [sum(v[i] for v in five.values()) / 5 for i in range(3)]
+    assert bert["tasks"] == ["cola", "sst2", "mrpc", "stsb", "rte"] and not bert["complete"]
+    assert bert["per_seed"] == pytest.approx({str(i + 1): v for i, v in enumerate(per_seed)})
+    assert bert["mean"] == pytest.approx(sum(per_seed) / 3)
+    assert bert == summarize(_runs(five))["bert_style"]  # WNLI is not in it
+    assert with_wnli["leaderboard"] is None  # six of nine tasks: no leaderboard score
+    assert with_wnli["tasks"]["wnli"]["score"]["mean"] == pytest.approx(0.38)  # reported, not averaged
+
+    table = render_table(with_wnli, [1, 2, 3])
+    headline = f"| **GLUE-5, BERT-style** (CoLA, SST-2, MRPC, STS-B, RTE) | mean of the task scores, WNLI out | "
+    assert headline in table and "| WNLI | accuracy | 38.0 ± 15.6 | 30.0, 56.0, 28.0 |" in table
+    assert "leaderboard |" not in table and "WNLI is reported beside it, not averaged" in table
+    assert "BERT-style average over 5 of the 8 tasks BERT averaged: not comparable" in table
+    only_wnli = summarize(_runs({"wnli": [0.5]}))
+    assert only_wnli["bert_style"] is None and only_wnli["leaderboard"] is None
+    assert "| **GLUE" not in render_table(only_wnli, [1])
+
+
+def test_mean_sd_over_seeds_and_the_table():
+    runs = {"rte": {1: {"accuracy": 0.6}, 2: {"accuracy": 0.7}, 3: {"accuracy": 0.8}},
+            "mrpc": {1: {"f1": 0.9, "accuracy": 0.8}, 2: {"f1": 0.8, "accuracy": 0.7}, 3: {"f1": 0.7, "accuracy": 0.6}}}
+    s = summarize(runs)
+    assert s["tasks"]["rte"]["accuracy"]["mean"] == pytest.approx(0.7)
+    assert s["tasks"]["rte"]["accuracy"]["sd"] == pytest.approx(0.1)  # sample sd: sqrt((0.01 + 0 + 0.01) / 2)
+    assert s["tasks"]["mrpc"]["score"]["per_seed"] == pytest.approx({"1": 0.85, "2": 0.75, "3": 0.65})
+    # per seed: (0.6 + 0.85) / 2, (0.7 + 0.75) / 2, (0.8 + 0.65) / 2 -> the same average each time: sd 0
+    bert = s["bert_style"]
+    assert bert["per_seed"] == pytest.approx({"1": 0.725, "2": 0.725, "3": 0.725})
+    assert bert["mean"] == pytest.approx(0.725) and bert["sd"] == pytest.approx(0, abs=1e-12)
+    assert not bert["complete"] and bert["tasks"] == ["mrpc", "rte"] and s["leaderboard"] is None
+    table = render_table(s, [1, 2, 3])
+    assert "| RTE | accuracy | 70.0 ± 10.0 | 60.0, 70.0, 80.0 |" in table
+    assert "| MRPC | F1 / accuracy | 80.0 ± 10.0 / 70.0 ± 10.0 | 90.0/80.0, 80.0/70.0, 70.0/60.0 |" in table
+    assert ("| **GLUE-2, BERT-style** (MRPC, RTE) | mean of the task scores, WNLI out | **72.5 ± 0.0** | 72.5, 72.5, "
+            "72.5 |") in table

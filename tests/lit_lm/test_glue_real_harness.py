@@ -40,8 +40,10 @@ def test_glue_on_every_real_task(glue_root, quickstart_run, tmp_path, capfd, mon
         assert all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values), (task, values)
         run = json.loads((out / task / "seed1" / "result.json").read_text())
         assert run["steps"] == 3 and run["metrics"] == dict(zip(names, values))
-    assert results["glue_score"]["tasks"] == list(OFFICIAL) and results["glue_score"]["complete"] is False
-    assert math.isfinite(results["glue_score"]["mean"])
+    # the headline: GLUE-5, BERT-style (CoLA, SST-2, MRPC, STS-B, RTE); WNLI beside it; no leaderboard score
+    bert = results["bert_style"]
+    assert bert["tasks"] == ["cola", "sst2", "mrpc", "stsb", "rte"] and bert["complete"] is False
+    assert math.isfinite(bert["mean"]) and results["leaderboard"] is None
 
     # the absent files: one line each, naming what is missing, and the harness fails at the end (exit code 1)
     failed = {f["task"]: f["error"] for f in results["failed"]}
@@ -55,4 +57,6 @@ def test_glue_on_every_real_task(glue_root, quickstart_run, tmp_path, capfd, mon
     last = [line for line in output.splitlines() if line.strip()][-1]
     assert last.startswith("lit-lm: error: 3 failed: ") and all(f"{t} ({why})" in last for t, why in failed.items())
     table = (out / "results.md").read_text()
-    assert "| QNLI | accuracy | failed |" in table and "Averages over 6 of the 9 tasks" in table
+    assert "| QNLI | accuracy | failed |" in table
+    assert "| **GLUE-5, BERT-style** (CoLA, SST-2, MRPC, STS-B, RTE) |" in table
+    assert "BERT-style average over 5 of the 8 tasks BERT averaged" in table and "leaderboard |" not in table
