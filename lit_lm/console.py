@@ -2,6 +2,8 @@
 
 The CLI adds ``ProgressBar`` and ``ModelSummary`` to every trainer that does not configure its own, so the output does
 not depend on what else is installed (Lightning picks rich's bar and table when ``rich`` happens to be importable).
+The bar, the one callback every such trainer has, also samples the job's memory (``lit_lm.memory``) where it reports,
+for TensorBoard and the summary line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table, get_human_readable_count
+
+from lit_lm.memory import Footprint
 
 
 def _clock(seconds: float) -> str:
@@ -40,6 +44,11 @@ class ProgressBar(TQDMProgressBar):
     ``max_epochs: -1`` the epoch total would be meaningless). Not in a terminal (a log file, CI, a notebook's
     subprocess): no bars, whose every refresh would be one more line, but one line every ``print_every`` optimizer
     steps (default: the trainer's ``log_every_n_steps``) and one after each validation, with the metrics.
+
+    The training metrics are read only on those reporting steps (and, in a terminal, after a validation): on a GPU
+    every read of a tensor makes the host wait for the device, and an ordinary step must not. The bar's position
+    moves every ``refresh_rate`` batches and shows the metrics last read. The job's memory is sampled on the same
+    steps and in validation (``lit_lm.memory.Footprint``) and logged as ``memory/*`` scalars.
     """
 
     def __init__(self, refresh_rate: int = 1, print_every: Optional[int] = None,
@@ -55,7 +64,9 @@ class ProgressBar(TQDMProgressBar):
         self.print_every = print_every
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
         self._start: tuple[float, int] = (time.monotonic(), 0)
-        self._printed_step = -1
+        self._reported_step = -1
+        self._metrics: dict[str, Any] = {}  # read at the last reporting step
+        self.footprint = Footprint()
 
     # ---- bars only in a terminal ------------------------------------------------------------------------------------
     def _bar(self, make: Any) -> Tqdm:
@@ -80,6 +91,7 @@ class ProgressBar(TQDMProgressBar):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._start = (time.monotonic(), trainer.global_step)
+        self._metrics = {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
@@ -92,21 +104,49 @@ class ProgressBar(TQDMProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        bar = self.train_progress_bar
         if trainer.max_steps <= 0:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        elif self._should_update(trainer.global_step, trainer.max_steps):
-            bar = self.train_progress_bar
-            if not bar.disable:
-                bar.n = trainer.global_step
-                bar.refresh()
-                bar.set_postfix(self.get_metrics(trainer, pl_module))
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # batches, the last metrics
+        elif self._should_update(trainer.global_step, trainer.max_steps) and not bar.disable:
+            bar.n = trainer.global_step
+            bar.refresh()
         step = trainer.global_step
-        every = self.print_every or trainer.log_every_n_steps or 50
-        if not self.interactive and self.is_enabled and step != self._printed_step and step % every == 0:
-            self._printed_step = step
+        if not self.is_enabled or step == self._reported_step or step % self._every(trainer) != 0:
+            return
+        self._reported_step = step
+        self._metrics = self._read_metrics(trainer, pl_module)
+        self._sample_memory(trainer, log=True)
+        if not bar.disable:
+            bar.set_postfix(self._metrics)
+        if not self.interactive:
             print(self._progress_line(trainer, pl_module), flush=True)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.is_enabled:
+            self._sample_memory(trainer, log=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.is_enabled:  # the last point of the memory curves, unless the last step was just reported
+            self._sample_memory(trainer, log=trainer.global_step != self._reported_step)
+
+    def _every(self, trainer: L.Trainer) -> int:
+        return self.print_every or trainer.log_every_n_steps or 50
+
+    def _sample_memory(self, trainer: L.Trainer, log: bool) -> None:
+        scalars = self.footprint.sample()
+        if log:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.global_step)
+
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The metrics read at the last reporting step. Lightning's bar asks for them at every refresh, at epoch ends
+        and after validation, and its own reading converts every progress-bar tensor to a number: here they are read
+        where the run reports (``_read_metrics``) and kept."""
+        return self._metrics
+
+    def _read_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The progress-bar metrics with the training loss, without Lightning's version number."""
         metrics = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
         loss = trainer.callback_metrics.get("train/loss")
@@ -131,7 +171,16 @@ class ProgressBar(TQDMProgressBar):
         parts.append(f"elapsed {_clock(elapsed)}" + (f", left {_clock(remaining)}" if remaining is not None else ""))
         return " · ".join(parts)
 
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        # mid-epoch, the validation workers live beside the training ones: the tree is at its largest here
+        if self.is_enabled and not trainer.sanity_checking and batch_idx % self._every(trainer) == 0:
+            self._sample_memory(trainer, log=False)  # no training step of its own to plot it at
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.interactive and self.is_enabled and not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._metrics = self._read_metrics(trainer, pl_module)  # the bar's refresh shows the new val metrics
         super().on_validation_end(trainer, pl_module)
         if not self.interactive and self.is_enabled and not trainer.sanity_checking:
             metrics = validation_metrics(trainer)
@@ -175,13 +224,16 @@ class ModelSummary(_LightningModelSummary):
         rank_zero_info("\n" + "\n".join(lines))
 
 
-def run_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: float, log_dir: Optional[str]) -> str:
-    """One line saying what a fit achieved and where it went."""
+def run_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: float, log_dir: Optional[str],
+                footprint: Optional[Footprint] = None) -> str:
+    """One line saying what a fit achieved, the memory it took (``footprint``: the workers' too; without one, the
+    kernel's and CUDA's peaks alone) and where it went."""
     stage = "pretraining" if hasattr(pl_module, "step_flops") else "fine-tuning"
     task = getattr(pl_module, "task_name", None)
     head = f"{stage}{f' ({task})' if task else ''}: {trainer.global_step:,} steps in {_clock(seconds)}"
     metrics = validation_metrics(trainer)
-    parts = [head, ", ".join(f"{k} {_value(k, v)}" for k, v in metrics.items()) or "not validated"]
+    parts = [head, ", ".join(f"{k} {_value(k, v)}" for k, v in metrics.items()) or "not validated",
+             (footprint or Footprint()).summary()]
     ckpt = trainer.checkpoint_callback
     last = (getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")) if ckpt else ""
     if last:
@@ -197,7 +249,8 @@ def write_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: flo
     log_dir = trainer.log_dir
     if not trainer.is_global_zero:
         return
-    line = run_summary(trainer, pl_module, seconds, log_dir)
+    bar = next((c for c in trainer.callbacks if isinstance(c, ProgressBar)), None)  # its samples saw the workers
+    line = run_summary(trainer, pl_module, seconds, log_dir, bar.footprint if bar is not None else None)
     print(line, flush=True)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,11 @@
 """What a run prints: progress lines (not bars) off a terminal, steps against max_steps, the model summary's FLOPs,
-no library advertisement or pytree deprecation, a summary line at the end, and --trainer.default_root_dir."""
+no library advertisement or pytree deprecation, a summary line at the end (with the peak memory), tensors read only
+on the steps that report, and --trainer.default_root_dir."""
 
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 
 import lightning as L
@@ -11,6 +13,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from torch.overrides import TorchFunctionMode
+
+from lit_lm import console
 from lit_lm.console import ModelSummary, ProgressBar, quiet_library_notices
 from lit_lm.pretraining import training_flops
 from one_line import run_main
@@ -33,8 +38,8 @@ class _Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _loader() -> DataLoader:
-    return DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=2)  # 4 batches an epoch
+def _loader(n: int = 8) -> DataLoader:
+    return DataLoader(TensorDataset(torch.randn(n, 4)), batch_size=2)  # n / 2 batches an epoch
 
 
 def _fit(bar: ProgressBar, tmp_path, **trainer) -> L.Trainer:
@@ -60,6 +65,48 @@ def test_in_a_terminal_the_bar_counts_steps_against_max_steps(tmp_path):
     train = bar.train_progress_bar
     # two epochs of 4 batches: the bar ran to max_steps=6, across the epoch boundary, with no bogus epoch total
     assert (train.total, train.n) == (6, 6) and train.desc.rstrip(": ") == "Epoch 1 · step"
+
+
+class _TensorReads(TorchFunctionMode):
+    """Records the training step of every read of a tensor's value on the host (on a GPU: a wait for the device)
+    made while lit_lm/console.py is on the stack, whether console.py reads the tensor itself or asks Lightning to."""
+
+    READS = {"__float__", "__int__", "__index__", "__bool__", "item", "tolist"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainer = None
+        self.steps: list[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) in self.READS and self._from_console():
+            self.steps.append(self.trainer.global_step)
+        return func(*args, **(kwargs or {}))
+
+    @staticmethod
+    def _from_console() -> bool:
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_filename == console.__file__:
+                return True
+            frame = frame.f_back
+        return False
+
+
+@pytest.mark.parametrize("interactive, limit", [(False, dict(max_steps=-1, max_epochs=2)),  # Lightning's batch path
+                                                (True, dict(max_steps=10, max_epochs=-1))],  # the bar's postfix
+                         ids=["lines-epoch-limited", "bar-step-limited"])
+def test_tensors_are_read_only_on_the_steps_that_report(tmp_path, capsys, interactive, limit):
+    bar = ProgressBar(interactive=interactive)
+    trainer = L.Trainer(callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, num_sanity_val_steps=0, log_every_n_steps=5, **limit)
+    reads = _TensorReads()
+    reads.trainer = trainer
+    with reads:
+        trainer.fit(_Tiny(), _loader(10), _loader(4))  # 5 batches an epoch, 10 steps, validation after each epoch
+    assert trainer.global_step == 10
+    # steps 5 and 10 print (or refresh the bar's metrics) and end a validation; the other eight read nothing
+    assert set(reads.steps) == {5, 10}, reads.steps
 
 
 def test_summary_shows_training_flops_not_a_column_of_zeros(tmp_path, caplog):
@@ -99,10 +146,14 @@ def test_library_notices_are_silenced_by_name_and_other_warnings_stay(caplog):
     assert not any("LeafSpec" in m for m in messages) and "a warning about the user's run" in messages
 
 
+PEAK_MEMORY = (r"peak memory: main process \d+\.\d\d GB RSS"
+               r"(, \d+ workers?( \d+\.\d\d GB PSS)? \(each up to \d+\.\d\d GB RSS\))?")  # no CUDA on a CPU run
+
+
 def test_fit_ends_with_a_summary_line_and_honours_default_root_dir(quickstart_run, tmp_path, capfd, monkeypatch):
     pretraining = (quickstart_run / "summary.txt").read_text()
     assert re.fullmatch(r"pretraining: 30 steps in \d:\d\d:\d\d; val/mlm_acc \d+\.\d%, val/perplexity [\d.]+, val/nsp_acc \d+\.\d%; "
-                        rf"checkpoint {re.escape(str(quickstart_run))}/checkpoints/last\.ckpt; logs .*\n", pretraining)
+                        rf"{PEAK_MEMORY}; checkpoint {re.escape(str(quickstart_run))}/checkpoints/last\.ckpt; logs .*\n", pretraining)
     root = tmp_path / "elsewhere"
     code, out = run_main(["fit", "--config", "configs/quickstart_sst2.yaml",
                           f"--model.pretrained={quickstart_run / 'checkpoints' / 'last.ckpt'}",
@@ -113,6 +164,6 @@ def test_fit_ends_with_a_summary_line_and_honours_default_root_dir(quickstart_ru
     run = root / "quickstart_sst2"  # DIR/<logger name>/, not runs/
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
     line = (run / "summary.txt").read_text().strip()
-    assert re.fullmatch(rf"fine-tuning \(sst2\): 2 steps in \d:\d\d:\d\d; val/acc \d+\.\d%; checkpoint "
+    assert re.fullmatch(rf"fine-tuning \(sst2\): 2 steps in \d:\d\d:\d\d; val/acc \d+\.\d%; {PEAK_MEMORY}; checkpoint "
                         rf"{re.escape(str(run))}/checkpoints/last\.ckpt; logs {re.escape(str(run))}/?", line), line
     assert line in out.splitlines()
