@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from data_modules import corpus_cache
 from data_modules.cache import build_once, log
-from data_modules.collators import MLMCollator
+from data_modules.collators import MLMCollator, pin_memory
 from data_modules.corpus_cache import Preprocessing, cache_problem, check_vocab, stem
 from data_modules.lines import LineDataset
 from data_modules.mixture import MixtureDataset, mixture_counts
@@ -288,7 +288,8 @@ class CorpusDataModule(ResumableTrainData, L.LightningDataModule):
     def _collator(self, seed: int) -> MLMCollator:
         cont = continuation_mask(self.tokenizer) if self.whole_word_masking else None
         return MLMCollator(self.special, self.tokenizer.get_vocab_size(), self.mlm_probability,
-                           self.whole_word_masking, cont, seed=seed, pad_to_multiple_of=self.pad_to_multiple_of)
+                           self.whole_word_masking, cont, seed=seed, pad_to_multiple_of=self.pad_to_multiple_of,
+                           max_len=self.max_seq_len)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]
@@ -302,7 +303,7 @@ class CorpusDataModule(ResumableTrainData, L.LightningDataModule):
         # state (dropout) is saved in checkpoints and must evolve the same in a resumed and an uninterrupted run.
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=self._collator(self.seed), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=True,
+                          persistent_workers=self.num_workers > 0, drop_last=True, pin_memory=pin_memory(),
                           generator=torch.Generator().manual_seed(self.seed))
 
     def _eval_loader(self, split: str) -> DataLoader:
@@ -311,7 +312,7 @@ class CorpusDataModule(ResumableTrainData, L.LightningDataModule):
         return DataLoader(ds, batch_size=self.val_batch_size, collate_fn=self._collator(seed=0),
                           sampler=ResumableSampler(len(ds), shuffle=False, drop_last=False),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed))
+                          pin_memory=pin_memory(), generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")

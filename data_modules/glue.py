@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from data_modules import sources
 from data_modules.cache import build_once, log
 from data_modules.sources import read_lines
-from data_modules.collators import PadCollator
+from data_modules.collators import PadCollator, pin_memory
 from data_modules.tokenizer import load_tokenizer, special_ids
 from lit_lm import resources
 
@@ -445,8 +445,8 @@ class GLUEDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=PadCollator(self.tokenizer.token_to_id("[PAD]")), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          collate_fn=PadCollator(self.tokenizer.token_to_id("[PAD]"), max_len=self.max_seq_len),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=pin_memory())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 import zipfile
 from typing import Any, Optional
 
@@ -13,6 +14,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.trainer.states import RunningStage
 
 from data_modules.tokenizer import load_error
 
@@ -22,22 +24,34 @@ def _batch_size(batch: dict[str, Any]) -> int:
 
 
 def _real_tokens(batch: dict[str, Any]) -> int:
-    return int(batch["attention_mask"].sum())
+    """The collator's count (a host int); a batch built elsewhere is counted here, with a device read."""
+    return batch["n_tokens"] if "n_tokens" in batch else int(batch["attention_mask"].sum())
 
 
 class TokenThroughput(ThroughputMonitor):
     """Lightning's ThroughputMonitor counting real (non-pad) tokens, with FLOPs from the module's
-    ``flops_per_batch`` and MFU against ``peak_flops`` (Lightning knows GPU peaks, but none for CPUs)."""
+    ``flops_per_batch`` and MFU against ``peak_flops`` (Lightning knows GPU peaks, but none for CPUs).
 
-    def __init__(self, window_size: int = 50, peak_flops: Optional[float] = None) -> None:
+    Lightning's monitor synchronises CUDA after every batch to time it, which keeps the host from queueing the next
+    step while the GPU runs this one. Here training batches are only counted (host integers from the collator); the
+    clock is read, after one synchronisation, on the steps Lightning logs, and the rates span the last
+    ``window_size`` of those readings: exact, since both ends of the span are synchronised.
+    """
+
+    def __init__(self, window_size: int = 2, peak_flops: Optional[float] = None) -> None:
         """
         Args:
-            window_size: Number of batches the rates are averaged over.
+            window_size: Logging steps the rates span (2: the rate over the last ``log_every_n_steps`` steps).
             peak_flops: Peak FLOP/s of one device for the run's precision; needed for MFU on CPUs (where
                 Lightning knows no peak), optional on GPUs (overrides Lightning's table).
         """
         super().__init__(batch_size_fn=_batch_size, length_fn=_real_tokens, window_size=window_size)
         self.peak_flops = peak_flops
+        self._flops_since: dict[Any, int] = {}
+
+    def _start(self, trainer: "L.Trainer") -> None:
+        super()._start(trainer)
+        self._flops_since[trainer.state.stage] = 0
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -45,6 +59,23 @@ class TokenThroughput(ThroughputMonitor):
             self.available_flops = int(self.peak_flops)
             for throughput in self._throughputs.values():
                 throughput.available_flops = int(self.peak_flops)
+
+    @torch.inference_mode()
+    def _update(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any, iter_num: int) -> None:
+        stage = trainer.state.stage
+        self._lengths[stage] += self.length_fn(batch)
+        self._samples[stage] += self.batch_size_fn(batch)
+        self._batches[stage] += 1
+        self._flops_since[stage] = self._flops_since.get(stage, 0) + int(getattr(pl_module, "flops_per_batch", 0) or 0)
+        training = stage == RunningStage.TRAINING
+        if training and not (trainer._logger_connector.should_update_logs and not trainer.fit_loop._should_accumulate()):
+            return  # counted; measured on the next logging step
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # the clock then includes every queued step
+        flops, self._flops_since[stage] = self._flops_since[stage], 0
+        self._throughputs[stage].update(time=time.perf_counter() - self._t0s[stage], batches=self._batches[stage],
+                                        samples=self._samples[stage], lengths=self._lengths[stage],
+                                        flops=flops if hasattr(pl_module, "flops_per_batch") else None)
 
 
 class DivergenceError(RuntimeError):
@@ -59,14 +90,29 @@ class DivergenceGuard(L.Callback):
     """Stop on the first non-finite loss, before its backward pass can write NaNs into the weights, and on the first
     non-finite gradient under a finite loss (an overflow in backward), before the optimizer step applies it.
 
+    With a fused optimizer (lit-lm's AdamW, on every device) nothing waits for the device: the check is one norm of
+    all gradients and the loss's finiteness, kept on the device, and a non-finite step is skipped there through the
+    optimizer's ``found_inf`` flag (the mechanism fp16's GradScaler uses), so the weights and the optimizer's moments
+    never see it. The flag is read on the steps Lightning logs, before every checkpoint and at the end, and the run
+    then stops naming the first bad step; the last checkpoint holds finite weights. With any other optimizer the
+    flags are read every step and the run stops at once (a host sync per step).
+
     Runs before the optimizer step and before ModelCheckpoint (Lightning orders checkpoint callbacks last), so
     no NaN weights are ever saved as ``last``; the message names the step and the last good checkpoint. Under DDP
     the ranks decide together: a rank that stopped alone would leave the others waiting in the gradient all-reduce
     (and under FSDP each rank holds only its shard of the gradients).
     """
 
+    def __init__(self) -> None:
+        self._loss_finite: Optional[torch.Tensor] = None  # this optimizer step's micro-batches, on the device
+        self._bad: Optional[torch.Tensor] = None  # (first bad step, 1 = loss / 2 = gradient), -1 while none
+
     def on_before_backward(self, trainer: "L.Trainer", pl_module: "L.LightningModule", loss: torch.Tensor) -> None:
-        finite = bool(torch.isfinite(loss).all())
+        finite = torch.isfinite(loss.detach()).all()
+        if _skips_on_device(trainer):
+            self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
+            return
+        finite = bool(finite)
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
         where = f"({loss.item()})" if not finite else f"on another rank (this rank's: {loss.item():.4g})"
@@ -80,9 +126,13 @@ class DivergenceGuard(L.Callback):
             return
         # this rank's gradients (its shard of a DTensor: the vote below covers the others)
         grads = [(name, _local(p.grad)) for name, p in pl_module.named_parameters() if p.grad is not None]
+        if not grads:
+            return
+        if _skips_on_device(trainer):
+            self._flag_on_device(trainer, optimizer, [g for _, g in grads])
+            return
         # one flag for all gradients: a single device-to-host sync per step, not one per parameter
-        flags = [torch.isfinite(g).all().to(grads[0][1].device) for _, g in grads]
-        finite = bool(torch.stack(flags).all()) if flags else True
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm([g for _, g in grads])))
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
         if finite:
@@ -93,6 +143,47 @@ class DivergenceGuard(L.Callback):
             where = f"({kind}) in {_WRAPPER_PREFIXES.sub('', name)}"
         raise DivergenceError(f"non-finite gradient {where} under a finite loss at step {trainer.global_step}; "
                               f"{_stopped(trainer)}")
+
+    def _flag_on_device(self, trainer: "L.Trainer", optimizer: torch.optim.Optimizer, grads: list) -> None:
+        grad_finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        loss_finite = self._loss_finite if self._loss_finite is not None else torch.ones_like(grad_finite)
+        self._loss_finite = None
+        kind = torch.where(~loss_finite, 1, torch.where(~grad_finite, 2, 0))  # 0: a good step
+        if trainer.world_size > 1:  # every rank skips alike (FSDP: each saw only its shard); a device collective
+            kind = trainer.strategy.reduce(kind.float(), reduce_op="max").long()
+        bad = kind > 0
+        optimizer.found_inf = bad.float()  # the fused kernel skips the update (and the step count) on the device
+        if self._bad is None:
+            self._bad = torch.full((2,), -1, dtype=torch.long, device=bad.device)
+        first = (self._bad[0] < 0) & bad
+        self._bad = torch.where(first, torch.stack([torch.full_like(kind, trainer.global_step), kind]), self._bad)
+
+    def _check(self, trainer: "L.Trainer") -> None:
+        """Read the device flag (one host read) and stop if a step was skipped."""
+        if self._bad is None:
+            return
+        step, kind = self._bad.tolist()
+        if step < 0:
+            return
+        what = "loss" if kind == 1 else "gradient under a finite loss"
+        raise DivergenceError(f"non-finite {what} at step {step} (its update was skipped on the device, and every "
+                              f"later non-finite one; stopped at step {trainer.global_step}); {_stopped(trainer)}")
+
+    def on_train_batch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule", *args: Any) -> None:
+        if trainer._logger_connector.should_update_logs:
+            self._check(trainer)
+
+    def on_save_checkpoint(self, trainer: "L.Trainer", pl_module: "L.LightningModule", checkpoint: dict) -> None:
+        self._check(trainer)  # the run stops before a checkpoint records a step that was skipped
+
+    def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self._check(trainer)
+
+
+def _skips_on_device(trainer: "L.Trainer") -> bool:
+    """Whether the run's optimizer takes a ``found_inf`` flag (torch's fused Adam, AdamW and SGD)."""
+    optimizers = getattr(trainer, "optimizers", None) or []
+    return len(optimizers) == 1 and bool(getattr(optimizers[0], "defaults", {}).get("fused"))
 
 
 def _local(grad: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.model import POOLINGS, BertForSequenceClassification, Pooling
 from lit_lm.optim import Schedule, adamw, clip_gradients, warmup_decay, warmup_steps
+from lit_lm.step_stats import StepStats, logging_step
 # The encoder comes from lit_lm.weights, the one reader of lit-lm checkpoints and HuggingFace directories
 # (read_checkpoint and load_pretrained stay importable from here).
 from lit_lm.weights import load_pretrained, read_checkpoint  # noqa: F401
@@ -98,6 +99,8 @@ class SequenceClassification(L.LightningModule):
         """
         super().__init__()
         from data_modules.tokenizer import load_tokenizer
+
+        self._stats = StepStats()  # training statistics, summed on the device between logging steps
 
         checks = [
             (num_labels >= 1, f"--model.num_labels={num_labels}: expected >= 1 (1 = regression)"),
@@ -183,12 +186,13 @@ class SequenceClassification(L.LightningModule):
         return ["val"] + [f"val_{s.removeprefix('dev_')}" for s in self._val_splits[1:]]
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
-                attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Logits (B, num_labels); for regression (num_labels = 1) the scores are ``logits[:, 0]``."""
-        return self.model(input_ids, token_type_ids, attention_mask)
+                attention_mask: Optional[torch.Tensor] = None, token_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, num_labels); for regression (num_labels = 1) the scores are ``logits[:, 0]``. ``token_index``:
+        the real tokens' positions as the collator lists them (data_modules/shapes.py)."""
+        return self.model(input_ids, token_type_ids, attention_mask, token_index)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).float()
+        logits = self(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch.get("token_index")).float()
         if self.is_regression:
             return F.mse_loss(logits[:, 0], batch["labels"].float()), logits[:, 0]
         return F.cross_entropy(logits, batch["labels"]), logits
@@ -221,7 +225,10 @@ class SequenceClassification(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
-        self.log("train/loss", loss, batch_size=batch["input_ids"].shape[0])
+        self._stats.add(loss=loss, steps=torch.ones((), device=loss.device))  # summed on the device, read when logged
+        if logging_step(self.trainer):
+            s = self._stats.pop()
+            self.log("train/loss", s["loss"] / s["steps"], batch_size=batch["input_ids"].shape[0])
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:

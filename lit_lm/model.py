@@ -172,18 +172,28 @@ class Unpadded:
 
     All layers but attention treat tokens independently, so they run on the (N, C) real tokens and padding
     costs them nothing (as NVIDIA's and MosaicML's BERT recipes do); attention pads back to (B, T) around SDPA.
+    ``index`` holds the flat positions b * T + t of the real tokens, then filler entries equal to B * T up to a
+    bucketed size (data_modules/shapes.py): the filler rows read a padding position, are computed like any token, and
+    are written to a spare row that ``pad`` drops, so they never reach a real token or a gradient.
     """
 
-    def __init__(self, attention_mask: torch.Tensor) -> None:
-        self.B, self.T = attention_mask.shape
-        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real tokens
+    def __init__(self, index: torch.Tensor, B: int, T: int) -> None:
+        self.B, self.T, self.index = B, T, index  # (N,)
+        self.read = index.clamp(max=B * T - 1)  # filler reads the last position (padding, or a real token: harmless)
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> "Unpadded":
+        """From the mask alone, for callers without the collator's ``token_index`` (``nonzero`` waits for the device:
+        fine at inference, not in a training step)."""
+        B, T = attention_mask.shape
+        return cls(attention_mask.reshape(-1).nonzero().squeeze(1), B, T)
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(self.B * self.T, -1)[self.index]  # (B, T, D) -> (N, D)
+        return x.reshape(self.B * self.T, -1).index_select(0, self.read)  # (B, T, D) -> (N, D)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(self.B * self.T, x.shape[-1]).index_copy(0, self.index, x)  # (B*T, D)
-        return out.view(self.B, self.T, -1)  # (B, T, D)
+        out = x.new_zeros(self.B * self.T + 1, x.shape[-1]).index_copy(0, self.index, x)  # (B*T + 1, D): + spare row
+        return out[:-1].view(self.B, self.T, -1)  # (B, T, D); pad positions hold zeros
 
 
 class BertModel(nn.Module):
@@ -216,15 +226,23 @@ class BertModel(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns hidden states (B, T, C) and the pooled [CLS] vector (B, C)."""
+        """Returns hidden states (B, T, C) and the pooled [CLS] vector (B, C). ``token_index``: the real tokens'
+        flat positions as the collators give them (data_modules/shapes.py), so that nothing here waits for the
+        device; without it they are found from ``attention_mask``."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
+        B, T = input_ids.shape
         layout = None
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
-        mask, rope = self.attention_inputs(attention_mask, input_ids.shape[1], input_ids.device)
-        if attention_mask is not None and not attention_mask.all():
-            layout = Unpadded(attention_mask)
+        mask, rope = self.attention_inputs(attention_mask, T, input_ids.device)
+        if token_index is not None:
+            if token_index.shape[0] < B * T:  # a shape: known on the host
+                layout = Unpadded(token_index, B, T)
+        elif attention_mask is not None and not attention_mask.all():
+            layout = Unpadded.from_mask(attention_mask)
+        if layout is not None:
             x = layout.unpad(x)  # (N, C)
         for block in self.blocks:
             x = block(x, mask, layout, rope)
@@ -286,15 +304,19 @@ class BertForPreTraining(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         masked_positions: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(mlm_logits, nsp_logits)``.
 
-        With ``masked_positions`` (bool (B, T)) only those positions reach the vocabulary projection and
-        ``mlm_logits`` is (n_masked, V), in row-major order of the mask; without it, (B, T, V).
+        With ``masked_positions`` only those positions reach the vocabulary projection and ``mlm_logits`` is
+        (n_masked, V): a bool (B, T) mask (rows in its row-major order), or the flat positions (M,) the collator
+        lists (``masked_index``, data_modules/shapes.py; no device sync). Without it, (B, T, V).
         """
-        x, pooled = self.bert(input_ids, token_type_ids, attention_mask)
-        if masked_positions is not None:
+        x, pooled = self.bert(input_ids, token_type_ids, attention_mask, token_index)
+        if masked_positions is not None and masked_positions.dtype == torch.bool:
             x = x[masked_positions]  # (n_masked, C)
+        elif masked_positions is not None:
+            x = x.reshape(-1, x.shape[-1]).index_select(0, masked_positions)  # (B*T, C) -> (M, C)
         return self.mlm_head(x), self.nsp_head(pooled)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
@@ -338,9 +360,10 @@ class BertForSequenceClassification(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, num_labels); for regression (num_labels = 1, STS-B) the scores are ``logits[:, 0]``."""
-        x, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
+        x, pooled = self.bert(input_ids, token_type_ids, attention_mask, token_index)  # (B, T, C), (B, C)
         if self.pooling == "mean":
             if attention_mask is None:
                 pooled = x.mean(1)  # (B, C)

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_lm.config import BertConfig, option, resolve_config
 from lit_lm.model import BertForPreTraining
 from lit_lm.optim import Schedule, adamw, clip_gradients, time_budget, warmup_decay, warmup_steps
+from lit_lm.step_stats import StepStats, logging_step
 
 if TYPE_CHECKING:  # pragma: no cover
     from lit_lm.weights import Source
@@ -36,6 +37,16 @@ def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted:
     n_blocks = L_ * (4 * d * d + n_mlp)  # q, k, v, o + the MLP matrices
     rows = n_tokens if n_query_rows is None else n_query_rows
     return 6 * n_blocks * n_tokens + 12 * L_ * seq_len * d * rows + 6 * (d * d + d * V) * n_predicted
+
+
+def _masked(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masked tokens' flat positions and labels, bucketed with ignored filler, as the collator lists them
+    (data_modules/shapes.py); for a batch built elsewhere they are found here, which waits for the device."""
+    if "masked_index" in batch:
+        return batch["masked_index"], batch["masked_labels"]
+    labels = batch["labels"].reshape(-1)
+    index = (labels != -100).nonzero().squeeze(1)
+    return index, labels[index]
 
 
 _REGULARISATION = ("hidden_dropout", "attention_dropout", "initializer_range")
@@ -156,7 +167,8 @@ class MLMPretraining(L.LightningModule):
         self.val_mlm_acc = MulticlassAccuracy(num_classes=V, average="micro", ignore_index=-100)
         self.val_nsp_acc = MulticlassAccuracy(num_classes=2, average="micro")
         self.val_mlm_loss, self.val_nsp_loss = MeanMetric(), MeanMetric()
-        self.flops_per_batch = 0  # read by ThroughputMonitor after each training batch
+        self.flops_per_batch = 0  # read by TokenThroughput after each training batch
+        self._stats = StepStats()
         self.baselines: Optional[dict] = None  # count baselines of the validation split, from the data module
         self._plateau_said = False
 
@@ -170,16 +182,11 @@ class MLMPretraining(L.LightningModule):
 
     # ---- steps -------------------------------------------------------------------------------------------
     def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        labels = batch["labels"]
-        masked = labels != -100
-        mlm_logits, nsp_logits = self.model(
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            masked if self.hparams.sparse_prediction else None,
-        )
-        targets = labels[masked] if self.hparams.sparse_prediction else labels.view(-1)
-        mlm_logits = mlm_logits.view(-1, mlm_logits.shape[-1])  # (n_masked or B*T, V)
+        sparse = self.hparams.sparse_prediction
+        masked, targets = _masked(batch) if sparse else (None, batch["labels"].view(-1))
+        mlm_logits, nsp_logits = self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                                            masked, batch.get("token_index"))
+        mlm_logits = mlm_logits.view(-1, mlm_logits.shape[-1])  # (M or B*T, V); rows with target -100 are ignored
         out = {"mlm_loss": F.cross_entropy(mlm_logits.float(), targets, ignore_index=-100)}
         out["mlm_logits"], out["mlm_targets"] = mlm_logits, targets
         out["nsp_logits"] = nsp_logits
@@ -196,37 +203,47 @@ class MLMPretraining(L.LightningModule):
         return training_flops(self.config, n, seq_len, n_predicted)
 
     def _flops(self, batch: dict[str, torch.Tensor]) -> int:
+        """From the counts the collator computed on the CPU (a batch built elsewhere: counted here, with a sync)."""
         B, T = batch["input_ids"].shape
-        n_real = int(batch["attention_mask"].sum())
-        n_predicted = int((batch["labels"] != -100).sum()) if self.hparams.sparse_prediction else B * T
-        return training_flops(self.config, n_real, T, n_predicted, n_query_rows=B * T)
+        n_real = batch["n_tokens"] if "n_tokens" in batch else int(batch["attention_mask"].sum())
+        n_masked = batch["n_masked"] if "n_masked" in batch else int((batch["labels"] != -100).sum())
+        return training_flops(self.config, n_real, T, n_masked if self.hparams.sparse_prediction else B * T,
+                              n_query_rows=B * T)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self._losses(batch)
         with torch.no_grad():
-            metrics = {
-                "train/loss": out["loss"],
-                "train/mlm_loss": out["mlm_loss"],
-                "train/mlm_acc": (out["mlm_logits"].argmax(-1) == out["mlm_targets"]).float()[out["mlm_targets"] != -100].mean(),
-                "train/perplexity": torch.exp(out["mlm_loss"].detach()),
-            }
+            valid = out["mlm_targets"] != -100
+            stats = {"loss": out["loss"], "mlm_loss": out["mlm_loss"],
+                     "mlm_correct": ((out["mlm_logits"].argmax(-1) == out["mlm_targets"]) & valid).sum(),
+                     "mlm_count": valid.sum(), "steps": torch.ones((), device=valid.device)}
             if self.hparams.nsp:
-                metrics["train/nsp_loss"] = out["nsp_loss"]
-                metrics["train/nsp_acc"] = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
+                stats["nsp_loss"] = out["nsp_loss"]
+                stats["nsp_acc"] = (out["nsp_logits"].argmax(-1) == batch["next_sentence_label"]).float().mean()
+            self._stats.add(**stats)
         self.flops_per_batch = self._flops(batch)
-        self.log_dict(metrics, batch_size=batch["input_ids"].shape[0])
+        if logging_step(self.trainer):
+            s = self._stats.pop()
+            n = s.pop("steps")
+            metrics = {"train/loss": s["loss"] / n, "train/mlm_loss": s["mlm_loss"] / n,
+                       "train/mlm_acc": s["mlm_correct"] / s["mlm_count"].clamp(min=1),
+                       "train/perplexity": torch.exp(s["mlm_loss"] / n)}
+            if self.hparams.nsp:
+                metrics.update({"train/nsp_loss": s["nsp_loss"] / n, "train/nsp_acc": s["nsp_acc"] / n})
+            self.log_dict(metrics, batch_size=batch["input_ids"].shape[0])
         return out["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self._losses(batch)
+        labels = batch["labels"]
         if batch_idx == 0:  # a few decoded examples for TensorBoard's text panel
-            labels = batch["labels"]
-            masked = labels != -100
             top1 = out["mlm_logits"].argmax(-1)
-            pred = torch.full_like(labels, -100)
-            pred[masked] = top1 if self.hparams.sparse_prediction else top1.view_as(labels)[masked]
+            if self.hparams.sparse_prediction:  # filler rows write position 0, a [CLS] that is never shown
+                pred = torch.full_like(labels, -100).view(-1).index_copy(0, _masked(batch)[0], top1).view_as(labels)
+            else:
+                pred = top1.view_as(labels)
             self._examples = (batch["input_ids"][:3].cpu(), labels[:3].cpu(), pred[:3].cpu(), batch["attention_mask"][:3].cpu())
-        n_masked = int((out["mlm_targets"] != -100).sum())
+        n_masked = batch["n_masked"] if "n_masked" in batch else int((labels != -100).sum())
         self.flops_per_batch = self._flops(batch) // 3  # forward only: a third of a training step's FLOPs
         # Weighted by tokens / pairs, so the epoch value is the corpus mean, not a mean of batch means.
         self.val_mlm_loss.update(out["mlm_loss"], n_masked)

@@ -78,11 +78,12 @@ def test_whole_word_masking_masks_whole_words():
 
 
 def test_pad_collator():
-    col = PadCollator(pad_id=0)
+    col = PadCollator(pad_id=0, pad_to_multiple_of=1)
     b = col([{"input_ids": [2, 7, 3], "token_type_ids": [0, 0, 0], "label": 1, "index": 5},
              {"input_ids": [2, 3], "token_type_ids": [0, 0], "label": 0, "index": 6}])
     assert b["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert b["n_tokens"] == 5 and b["token_index"].tolist()[:5] == [0, 1, 2, 3, 4]
     assert b["labels"].dtype == torch.long and b["index"].tolist() == [5, 6]
     reg = col([{"input_ids": [2, 3], "token_type_ids": [0, 0], "label": 0.5, "index": 0}])
     assert reg["labels"].dtype == torch.float32
@@ -152,3 +153,32 @@ def test_unk_pad_mask_are_never_chosen_nor_drawn_as_replacements(layout, whole_w
     labels = batch["labels"].numpy()
     assert (labels[np.isin(ids, [special.pad, special.unk])] == -100).all()
     assert not np.isin(labels, special.all).any()
+
+
+def test_batches_are_padded_to_length_buckets_by_default():
+    """Without pad_to_multiple_of the padded length is the longest row rounded up to shapes.LENGTH_STEP, capped at
+    max_len: one of four lengths at 128, whatever the rows."""
+    col = MLMCollator(SPECIAL, V, seed=0, max_len=100)
+    seen = {col([sample(i, n, n) for i in range(3)])["input_ids"].shape[1] for n in range(1, 49)}
+    assert seen == {32, 64, 96, 100}
+    pad = PadCollator(0)
+    assert pad([{"input_ids": [2] * 33, "index": 0}])["input_ids"].shape == (1, 64)
+
+
+def test_the_batch_carries_its_layout():
+    """token_index, masked_index, masked_labels and the counts agree with the padded matrices they describe, so
+    the model never has to derive them on the device."""
+    col = MLMCollator(SPECIAL, V, seed=2)
+    batch = col([sample(i, 5 + 7 * i, 3 + 2 * i) for i in range(6)])
+    B, T = batch["input_ids"].shape
+    flat_mask = batch["attention_mask"].reshape(-1).bool()
+    real = torch.nonzero(flat_mask).squeeze(1)
+    ti = batch["token_index"]
+    assert batch["n_tokens"] == len(real) == int(flat_mask.sum())
+    assert torch.equal(ti[: len(real)], real) and (ti[len(real):] == B * T).all()
+    assert len(ti) % (B * T // 8) == 0 or len(ti) == B * T
+    labels = batch["labels"].reshape(-1)
+    n = batch["n_masked"]
+    assert n == int((labels != -100).sum())
+    assert torch.equal(batch["masked_labels"][:n], labels[batch["masked_index"][:n]])
+    assert (batch["masked_labels"][n:] == -100).all() and (batch["masked_index"][n:] == 0).all()

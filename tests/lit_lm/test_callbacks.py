@@ -339,3 +339,58 @@ def test_gradient_check_leaves_inf_gradients_to_the_fp16_scaler():
     trainer = _namespace_trainer(lambda d, all=True: votes.append(d) or d, scaler=object())
     DivergenceGuard().on_before_optimizer_step(trainer, _module_with_grads(float("inf")), None)
     assert votes == []  # not even a vote: every rank has the same scaler, so they all skip alike
+
+
+# ---- DivergenceGuard with the fused AdamW: flags on the device, the step skipped there ---------------------------
+
+
+class FusedTiny(InfGradModule):
+    """TinyModule / InfGradModule with lit-lm's optimizer (fused AdamW): the guard reads nothing per step."""
+
+    def __init__(self, nan_at: int | None = None, inf_at: int = 10**9) -> None:
+        super().__init__(inf_at)
+        self.nan_at = nan_at
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        from lit_lm.optim import adamw
+
+        return adamw(self, 1e-2, (0.9, 0.999), 1e-8, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_fused_guard_skips_the_bad_step_on_the_device_and_stops_before_the_next_checkpoint(tmp_path, kind):
+    ckpt_dir = tmp_path / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=4, save_last=True, save_top_k=-1)
+    before = _WeightsAtStep(5)
+    model = FusedTiny(nan_at=5) if kind == "loss" else FusedTiny(inf_at=5)
+    trainer = _trainer(tmp_path, [DivergenceGuard(), before, checkpoint], logger=False, gradient_clip_val=1.0,
+                       log_every_n_steps=50)
+    with pytest.raises(DivergenceError) as e:
+        trainer.fit(model, _loader())
+    message = str(e.value)
+    what = "loss" if kind == "loss" else "gradient under a finite loss"
+    assert "\n" not in message
+    assert f"non-finite {what} at step 5 (its update was skipped on the device" in message, message
+    assert "stopped at step 8" in message and f"Last good checkpoint: {ckpt_dir / 'last.ckpt'}" in message
+    # steps 5, 6, 7 were all non-finite and skipped: the weights are those step 5 began with, and finite
+    state = model.state_dict()
+    assert all(torch.equal(state[k], before.weights[k]) for k in state)
+    assert trainer.optimizers[0].state[model.layer.weight]["step"].item() == 5  # the skipped steps did not count
+    assert _load(ckpt_dir / "last.ckpt")["global_step"] == 4 and _all_finite(ckpt_dir / "last.ckpt")
+
+
+def test_fused_guard_reports_a_skipped_step_at_the_end_of_a_run(tmp_path):
+    trainer = _trainer(tmp_path, [DivergenceGuard()], max_steps=7, logger=False, enable_checkpointing=False,
+                       log_every_n_steps=50)
+    with pytest.raises(DivergenceError, match=r"non-finite loss at step 6 .* Last good checkpoint: none written yet"):
+        trainer.fit(FusedTiny(nan_at=6), _loader())
+
+
+def test_fused_guard_lets_finite_runs_through(tmp_path):
+    model = FusedTiny()
+    _trainer(tmp_path, [DivergenceGuard()], max_steps=6, logger=False, enable_checkpointing=False).fit(model, _loader())
+    assert trainer_steps(model) == 6
+
+
+def trainer_steps(model) -> int:
+    return int(model.trainer.optimizers[0].state[model.layer.weight]["step"].item())
