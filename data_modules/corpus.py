@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tokenizers import Tokenizer
 
-from data_modules import corpus_cache
+from data_modules import corpus_cache, resources
 from data_modules.cache import build_once, log
 from data_modules.collators import MLMCollator, pin_memory
 from data_modules.corpus_cache import Preprocessing, cache_problem, check_vocab, stem
@@ -33,7 +33,6 @@ from data_modules.readers import FORMATS, Corpus, CorpusSource, open_corpus
 from data_modules.resume import ResumableTrainData
 from data_modules.sampling import ResumableSampler
 from data_modules.tokenizer import SpecialIds, continuation_mask, special_ids
-from lit_lm import resources
 
 
 class CorpusDataModule(ResumableTrainData, L.LightningDataModule):

@@ -34,12 +34,11 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
-from data_modules import sources
+from data_modules import resources, sources
 from data_modules.cache import build_once, log
 from data_modules.sources import read_lines
 from data_modules.collators import PadCollator, pin_memory
 from data_modules.tokenizer import load_tokenizer, special_ids
-from lit_lm import resources
 
 FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)
 """Bump when the cache layout or the text processing changes, so old caches are not reused."""

@@ -2,9 +2,9 @@
 ``data_modules/samples/wikitext``), found from any directory, in a checkout and after ``pip install .`` alike.
 
 A wheel has no repository around it: pyproject.toml ships ``cli.yaml`` and ``configs/*.yaml`` as package data of
-lit_lm (``lit_lm/_files/``) and the samples as package data of data_modules. A relative path that does not exist
-where the command runs, and names one of these, is read from the installed copy; any other path is left as given,
-so an error names what the user typed.
+lit_lm (``lit_lm/_files/``) and the samples as package data of data_modules. The rule, and the samples' lookup, are
+data_modules.resources': a relative path that does not exist where the command runs, and names one of these, is
+read from the installed copy; any other path is left as given, so an error names what the user typed.
 """
 
 from __future__ import annotations
@@ -13,32 +13,26 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from data_modules import resources as data_resources
+
 _CHECKOUT = Path(__file__).resolve().parents[1]  # the repository, when lit_lm is imported from one (editable)
 
 
 def _installed(parts: tuple[str, ...]) -> Optional[Path]:
-    """The installed copy of the repository path ``parts``, if the package ships it."""
-    if parts[:2] == ("data_modules", "samples"):
-        candidates = [files("data_modules").joinpath(*parts[1:])]
-    elif parts[0] in ("cli.yaml", "configs"):
-        candidates = [files("lit_lm").joinpath("_files", *parts), _CHECKOUT.joinpath(*parts)]
-    else:
-        return None
+    """The installed copy of the repository path ``parts``, if lit_lm (``cli.yaml``, ``configs/``) or data_modules
+    (the samples) ships it."""
+    if parts[0] not in ("cli.yaml", "configs"):
+        return data_resources.installed_sample(parts)
+    candidates = [files("lit_lm").joinpath("_files", *parts), _CHECKOUT.joinpath(*parts)]
     # installed as files (not zipped): a real path, for jsonargparse and open()
     return next((Path(str(c)) for c in candidates if c.is_file() or c.is_dir()), None)
 
 
 def find(path: Union[str, Path, None]) -> Optional[str]:
     """``path`` if it exists (relative to the working directory) or is absolute; else, for a path into what the
-    package ships (``cli.yaml``, ``configs/...``, ``data_modules/samples/...``), its installed copy; else ``path``
+    packages ship (``cli.yaml``, ``configs/...``, ``data_modules/samples/...``), its installed copy; else ``path``
     (None stays None: no path given)."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or not p.parts:
-        return str(path)
-    installed = _installed(p.parts)
-    return str(installed) if installed is not None else str(path)
+    return data_resources.find(path, _installed)
 
 
 def config_args(args: Sequence[str]) -> list[str]:

@@ -468,7 +468,7 @@ def test_a_checkpoint_without_this_modules_state_is_said(tmp_path, capsys):
 
 def test_source_paths_into_the_package_resolve_from_any_directory(tmp_path, monkeypatch):
     """A bundled-sample path in --data.sources finds the installed copy from outside the checkout, as --data.data_dir
-    does (lit_lm.resources.find)."""
+    does (data_modules.resources.find)."""
     monkeypatch.chdir(tmp_path)
     dm = CorpusDataModule(sources=[{"path": "data_modules/samples/wikitext", "share": 0.5},
                                    {"path": "data_modules/samples/wikitext", "share": 0.5}],
