@@ -70,14 +70,15 @@ def _peak_rss_mb() -> float:
 
 def child_ours(data_dir: str, cache_dir: str, vocab_size: int, sample_bytes: int | None, sentence_path: bool) -> dict:
     import data_modules.wikitext as wt
+    from data_modules.encoding import SentenceEncoder
 
     if sentence_path:  # the pre-optimisation path: encode_batch over every sentence
-        init = wt._SentenceEncoder.__init__
+        init = SentenceEncoder.__init__
 
         def sentence_level(self, tok):
             init(self, tok)
             self.word_level = False
-        wt._SentenceEncoder.__init__ = sentence_level
+        SentenceEncoder.__init__ = sentence_level
     t = time.perf_counter()
     dm = wt.WikiText103DataModule(data_dir=data_dir, cache_dir=cache_dir, vocab_size=vocab_size,
                                   tokenizer_sample_bytes=sample_bytes)
@@ -91,7 +92,8 @@ def child_ours(data_dir: str, cache_dir: str, vocab_size: int, sample_bytes: int
 
 def child_text(folder: str, cache_dir: str, vocab_size: int, sample_bytes: int | None) -> dict:
     from data_modules.corpus import CorpusDataModule
-    from data_modules.readers import CorpusSource, open_corpus
+    from data_modules.corpus_detection import open_corpus
+    from data_modules.corpus_formats import CorpusSource
 
     t = time.perf_counter()  # the content hash on its own (prepare_data takes it twice: before and after the build)
     corpus = open_corpus(CorpusSource(path=folder))
@@ -198,7 +200,7 @@ _DETOK = [(re.compile(p), r) for p, r in [
 
 def running_text(paragraph: str) -> str:
     """A WikiText paragraph (space-separated tokens) as ordinary running text."""
-    from data_modules.readers import detokenize
+    from data_modules.wikitext_release import detokenize
 
     p = detokenize(paragraph)
     for pattern, repl in _DETOK:
@@ -211,7 +213,7 @@ def make_text_folder(src: Path, dst: Path, mb: int, distinct_words: int = 0, fil
     line, sub-headings dropped), articles separated by blank lines, repeated (the last copy cut at an article) and
     respelled per copy as ``make_big_corpus`` does, in files of about ``file_mb`` MB ending at an article. Returns
     (distinct words (letter runs) in the folder, files written)."""
-    from data_modules.readers import read_release_lines, split_articles
+    from data_modules.wikitext_release import read_release_lines, split_articles
 
     dst.mkdir(parents=True)
     articles = ["\n".join(t for t in map(running_text, a.paragraphs) if t)

@@ -1,7 +1,7 @@
 """Any corpus for BERT pretraining: documents -> sentences -> WordPiece ids in a memory-mapped cache -> NSP + MLM.
 
-``prepare_data`` (once, on rank 0) resolves the sources (``readers.open_corpus``: a folder, a file or a glob of
-text, JSON Lines, CSV/TSV, Parquet or WikiText release files, or a hub dataset) and builds the cache
+``prepare_data`` (once, on rank 0) resolves the sources (``corpus_detection.open_corpus``: a folder, a file or a
+glob of text, JSON Lines, CSV/TSV, Parquet or WikiText release files, or a hub dataset) and builds the cache
 (``corpus_cache.build``: tokenizer, carved splits, ids, count baselines) under ``cache_dir/<format>-<hash>/``, where
 the hash covers every setting and every file's content. ``setup`` (every rank) only memory-maps that directory and
 builds the datasets: NSP pairs, packed text (``--model.nsp false``) or one line a sample (``--data.line_by_line``),
@@ -25,11 +25,13 @@ from data_modules import corpus_cache, resources
 from data_modules.cache import build_once, log
 from data_modules.collators import MLMCollator, pin_memory
 from data_modules.corpus_cache import Preprocessing, cache_problem, check_vocab, stem
+from data_modules.corpus_content import Corpus
+from data_modules.corpus_detection import open_corpus
+from data_modules.corpus_formats import FORMATS, CorpusSource
 from data_modules.lines import LineDataset
 from data_modules.mixture import MixtureDataset, mixture_counts
 from data_modules.nsp import NSPDataset
 from data_modules.packing import PackedDataset
-from data_modules.readers import FORMATS, Corpus, CorpusSource, open_corpus
 from data_modules.resume import ResumableTrainData
 from data_modules.sampling import ResumableSampler
 from data_modules.tokenizer import SpecialIds, continuation_mask, special_ids

@@ -25,9 +25,9 @@ import numpy as np
 
 from data_modules.baselines import MAX_TRAIN_TOKENS, count_baselines
 from data_modules.cache import log
-from data_modules.encoding import SplitWriter, _SentenceEncoder, _take_bytes
-from data_modules.readers import Corpus
-from data_modules.tokenizer import load_tokenizer, special_ids, train_tokenizer
+from data_modules.corpus_content import Corpus
+from data_modules.encoding import SentenceEncoder, SplitWriter
+from data_modules.tokenizer import load_tokenizer, special_ids, take_bytes, train_tokenizer
 
 FORMAT_VERSION = 3
 """Bump when the cache layout or the text processing changes, so old caches are not reused (2: negations joined by
@@ -203,7 +203,7 @@ def build(out: Path, corpora: list[Corpus], prep: Preprocessing, key: dict, tag:
         log(tag, f"training a WordPiece tokenizer of at most {prep.vocab_size} tokens on train"
                  + (f" (first {prep.tokenizer_sample_bytes} bytes)" if prep.tokenizer_sample_bytes else ""))
         t = time.perf_counter()
-        texts = (s for c in corpora for s in _take_bytes(train_documents(c, prep), limit))
+        texts = (s for c in corpora for s in take_bytes(train_documents(c, prep), limit))
         tok = train_tokenizer(texts, prep.vocab_size, lowercase=prep.lowercase, show_progress=False)
         timings["tokenizer_s"] = round(time.perf_counter() - t, 2)
         log(tag, f"tokenizer trained: {tok.get_vocab_size()} tokens in {timings['tokenizer_s']} s")
@@ -211,7 +211,7 @@ def build(out: Path, corpora: list[Corpus], prep: Preprocessing, key: dict, tag:
     (out / "tokenizer.json").write_text(tok.to_str())
 
     dtype = np.uint16 if tok.get_vocab_size() <= 65535 else np.int32
-    encode = _SentenceEncoder(tok)
+    encode = SentenceEncoder(tok)
     counts, sources = {}, []
     for i, corpus in enumerate(corpora):
         t = time.perf_counter()
@@ -238,7 +238,7 @@ def build(out: Path, corpora: list[Corpus], prep: Preprocessing, key: dict, tag:
     return meta
 
 
-def _encode_corpus(corpus: Corpus, i: int, n: int, prep: Preprocessing, encode: _SentenceEncoder, out: Path, dtype,
+def _encode_corpus(corpus: Corpus, i: int, n: int, prep: Preprocessing, encode: SentenceEncoder, out: Path, dtype,
                    tag: str) -> dict[str, dict]:
     """Encode every split of one source (carved ones in the same pass over train); counts by file stem."""
     carved = carved_splits(corpus)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import itertools
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from data_modules.cache import log
 
 
-def _take_bytes(articles: Iterable[list[str]], limit: int | None) -> Iterator[str]:
-    """Sentences of the first articles until ``limit`` UTF-8 bytes (None: all)."""
-    total = 0
-    for sents in articles:
-        for s in sents:
-            yield s
-            total += len(s.encode()) + 1
-        if limit is not None and total >= limit:
-            return
-
-
-class _SentenceEncoder:
+class SentenceEncoder:
     """Token ids of sentences, encoding every distinct space-separated word only once.
 
     BERT's pipeline (BertNormalizer, BertPreTokenizer, WordPiece) never looks across a space, so the ids of a
@@ -63,7 +51,7 @@ class _SentenceEncoder:
     def __call__(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``sentences`` -> (ids of all of them concatenated (int64), number of ids per sentence)."""
         if not self.word_level:
-            return _flatten(self.tok.encode_batch(sentences, add_special_tokens=False))
+            return flatten(self.tok.encode_batch(sentences, add_special_tokens=False))
         if len(self.index) > self.max_words:
             self._reset()
         # split on " " only: every other character (tabs, controls) is the tokenizer's to handle, inside a word
@@ -71,7 +59,7 @@ class _SentenceEncoder:
         words = " ".join(sentences).split(" ")
         w = np.fromiter(map(self.index.__getitem__, words), dtype=np.int64, count=len(words))  # new words get rows
         if self.index.new:
-            ids, lens = _flatten(self.tok.encode_batch(self.index.new, add_special_tokens=False))
+            ids, lens = flatten(self.tok.encode_batch(self.index.new, add_special_tokens=False))
             self.index.new = []
             self.start = np.concatenate([self.start, len(self.pieces) + _exclusive_cumsum(lens)])
             self.length = np.concatenate([self.length, lens])
@@ -104,7 +92,7 @@ def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _flatten(encodings) -> tuple[np.ndarray, np.ndarray]:
+def flatten(encodings) -> tuple[np.ndarray, np.ndarray]:
     """Encodings -> (their ids concatenated (int64), number of ids of each)."""
     lens = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
     ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lens.sum()))
@@ -136,7 +124,7 @@ class SplitWriter:
     documents left without sentences are dropped.
     """
 
-    def __init__(self, encode: _SentenceEncoder, out: Path, stem: str, dtype, tag: str,
+    def __init__(self, encode: SentenceEncoder, out: Path, stem: str, dtype, tag: str,
                  batch_sentences: int = 20000) -> None:
         self.encode, self.out, self.stem, self.dtype, self.tag = encode, out, stem, dtype, tag
         self.batch_sentences = batch_sentences
@@ -192,17 +180,3 @@ class SplitWriter:
     def abandon(self) -> None:
         """Close the file after a failure (the build's temporary directory is removed with it)."""
         self.f.close()
-
-
-def _tokenize_split(articles: Iterable[list[str]], tok: Tokenizer, out: Path, split: str, dtype,
-                    batch_sentences: int = 20000, tag: str = "wikitext") -> dict[str, int]:
-    """Encode a split in batches and stream the ids to disk; returns counts. Writes ``{split}.ids.npy`` (ids of
-    all sentences concatenated), ``{split}.sent.npy`` (sentence offsets) and ``{split}.art.npy`` (article offsets)."""
-    writer = SplitWriter(_SentenceEncoder(tok), out, split, dtype, tag, batch_sentences)
-    try:
-        for sents in articles:
-            writer.add(sents)
-    except BaseException:
-        writer.abandon()
-        raise
-    return writer.close()

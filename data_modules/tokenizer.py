@@ -8,7 +8,7 @@ WordPiece with ``##`` continuations, and a post-processor that writes ``[CLS] A 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +82,17 @@ def train_tokenizer(
     )
     tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
     return _set_post_processor(tokenizer)
+
+
+def take_bytes(documents: Iterable[list[str]], limit: int | None) -> Iterator[str]:
+    """Sentences of the first documents until ``limit`` UTF-8 bytes (None: all): the tokenizer's training sample."""
+    total = 0
+    for sents in documents:
+        for s in sents:
+            yield s
+            total += len(s.encode()) + 1
+        if limit is not None and total >= limit:
+            return
 
 
 def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True) -> Tokenizer:

@@ -3,8 +3,8 @@
 ``WikiText103DataModule`` is ``corpus.CorpusDataModule`` reading the HuggingFace hub's ``Salesforce/wikitext``
 (``wikitext-103-raw-v1``) when no ``data_dir`` is given; a ``data_dir`` holding the release files
 ``wiki.{train,valid,test}.tokens`` (or ``.raw``, Merity et al., 2016) is recognised by their names, as any other
-corpus format is. The release format's parsing lives in ``readers``, the cache in ``corpus_cache`` and ``encoding``;
-the names below are kept importable from here for the configs, notebooks and tests written against this module.
+corpus format is. The release format's parsing lives in ``wikitext_release``, the cache in ``corpus_cache`` and
+``encoding``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_modules.corpus import CorpusDataModule
-from data_modules.corpus_cache import FORMAT_VERSION, cache_problem as _cache_problem  # noqa: F401
-from data_modules.encoding import _flatten, _SentenceEncoder, _take_bytes, _tokenize_split  # noqa: F401
-from data_modules.readers import (WIKITEXT_INFIX as SPLITS, Article, article_sentences, detokenize,  # noqa: F401
-                                  read_release_lines as read_lines, split_articles, split_sentences)
 
 SAMPLE_DIR = Path(__file__).parent / "samples" / "wikitext"
 """A tiny corpus in the release layout, written for this project (quickstart and tests)."""

@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import lit_lm
-from data_modules.wikitext import SAMPLE_DIR, SPLITS, article_sentences, read_lines, split_articles
+from data_modules.wikitext import SAMPLE_DIR
+from data_modules.wikitext_release import WIKITEXT_INFIX, article_sentences, read_release_lines, split_articles
 
 REPO = Path(lit_lm.__file__).resolve().parents[1]
 WORK = REPO / "runs" / "notebooks"  # gitignored
@@ -45,7 +46,8 @@ DATA_DIR = Path(os.environ.get("LIT_LM_WIKITEXT", SAMPLE_DIR))
 # the tokenizer's `[UNK]` and cuts paragraphs after standalone `.`, `?` and `!`.
 
 # %%
-articles = {split: list(split_articles(read_lines(DATA_DIR / f"wiki.{infix}.tokens"))) for split, infix in SPLITS.items()}
+articles = {split: list(split_articles(read_release_lines(DATA_DIR / f"wiki.{infix}.tokens")))
+            for split, infix in WIKITEXT_INFIX.items()}
 sentences = {split: [article_sentences(a) for a in arts] for split, arts in articles.items()}
 for split, arts in articles.items():
     n_sent = sum(len(s) for s in sentences[split])

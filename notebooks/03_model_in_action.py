@@ -70,9 +70,10 @@ for text in ["the river flows into the [MASK] .",
 # And on held-out text: sentences of the validation split with one word masked, the truth next to the guess.
 
 # %%
-from data_modules.wikitext import SAMPLE_DIR, article_sentences, read_lines, split_articles
+from data_modules.wikitext import SAMPLE_DIR
+from data_modules.wikitext_release import article_sentences, read_release_lines, split_articles
 
-valid = [s for a in split_articles(read_lines(SAMPLE_DIR / "wiki.valid.tokens")) for s in article_sentences(a)]
+valid = [s for a in split_articles(read_release_lines(SAMPLE_DIR / "wiki.valid.tokens")) for s in article_sentences(a)]
 rng = np.random.default_rng(0)
 hits = 0
 for sentence in rng.choice([s for s in valid if 6 <= len(s.split()) <= 20], size=8, replace=False):
@@ -90,7 +91,7 @@ print(f"top-1 right on {hits} of 8 (a word of several WordPieces is masked as on
 # The NSP head's probability that B follows A, for a true continuation and for a sentence of another article.
 
 # %%
-arts = [article_sentences(a) for a in split_articles(read_lines(SAMPLE_DIR / "wiki.valid.tokens"))]
+arts = [article_sentences(a) for a in split_articles(read_release_lines(SAMPLE_DIR / "wiki.valid.tokens"))]
 a, b_true, b_random = arts[0][0], arts[0][1], arts[-1][-1]
 print(f"A: {a}\nB (next):   {b_true}\nB (random): {b_random}\n")
 print(f"P(next | true continuation) = {bert.next_sentence(a, b_true):.2f}")

@@ -15,7 +15,7 @@ the file and line, or the flag, at fault. Cases already covered elsewhere are li
 - any other corpus format (a binary file in a text folder, a JSONL row that is not JSON, a missing CSV column, a
   Parquet column that is not text, an empty folder, a glob that matches nothing, too few documents to carve the
   splits, a file edited during the build): test_corpus.py (through prepare_data and the CLI; the readers' own
-  errors in detail in test_readers.py)
+  errors in detail in test_corpus_formats.py and test_corpus_detection.py)
 """
 
 import errno

@@ -1,6 +1,7 @@
 """The general pretraining data module (data_modules.corpus) end to end on every format: carved splits, the
 content-hash cache key, line_by_line, a mixture of sources with shares, bad input as one line, exact resume on a
-JSONL corpus and the CLI on a folder of text. The readers themselves are tested in test_readers.py."""
+JSONL corpus and the CLI on a folder of text. The readers themselves are tested in test_corpus_formats.py,
+test_corpus_detection.py, test_corpus_content.py, test_wikitext_release.py and test_sentence_splitter.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from data_modules import corpus_cache
 from data_modules.corpus import CorpusDataModule
-from data_modules.readers import CorpusSource
+from data_modules.corpus_formats import CorpusSource
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = ("river stone light paper garden window music winter horse table silver cloud market letter bridge forest "

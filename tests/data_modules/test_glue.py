@@ -309,7 +309,7 @@ def test_negations_read_as_running_text_in_sst2_and_wikitext(data_root):
     splits the same way in both corpora (and in a user's text)."""
     from tokenizers import pre_tokenizers
 
-    from data_modules.wikitext import article_sentences, read_lines, split_articles
+    from data_modules.wikitext_release import article_sentences, read_release_lines, split_articles
 
     train = read_tsv(data_root / "SST-2" / "train.tsv", SST2, labelled=True)
     raw = (data_root / "SST-2" / "train.tsv").read_text(encoding="utf-8")
@@ -317,7 +317,7 @@ def test_negations_read_as_running_text_in_sst2_and_wikitext(data_root):
     sentences = [t[0] for t in train.texts]
     assert not any(" n't" in s for s in sentences)  # ... and gone after reading
     assert sum(s.count("n't") for s in sentences) == raw.count(" n't")
-    wiki = [s for art in split_articles(read_lines(data_root / "wikitext-2" / "wiki.valid.tokens"))
+    wiki = [s for art in split_articles(read_release_lines(data_root / "wikitext-2" / "wiki.valid.tokens"))
             for s in article_sentences(art)]
     assert sum("n 't" in s for s in wiki) == 0 and sum("n't" in s for s in wiki) > 10
     split = pre_tokenizers.BertPreTokenizer().pre_tokenize_str
@@ -327,7 +327,7 @@ def test_negations_read_as_running_text_in_sst2_and_wikitext(data_root):
 
 
 def article_sentences_text(text: str) -> str:
-    from data_modules.wikitext import Article, article_sentences
+    from data_modules.wikitext_release import Article, article_sentences
 
     return " ".join(article_sentences(Article("t", [text])))
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.wikitext import (SAMPLE_DIR, Article, WikiText103DataModule, article_sentences, detokenize,
-                                   read_lines, split_articles, split_sentences)
+from data_modules.wikitext import SAMPLE_DIR, WikiText103DataModule
+from data_modules.wikitext_release import (Article, article_sentences, detokenize, read_release_lines, split_articles,
+                                           split_sentences)
 
 # ---- pure text functions --------------------------------------------------------------------------------------------
 
@@ -51,19 +52,19 @@ def test_article_sentences_replaces_unk_and_detokenizes():
 def test_read_lines_crlf_bom(tmp_path):
     p = tmp_path / "f.tokens"
     p.write_bytes("\ufeff = T = \r\n \r\n text é . \r\n".encode())
-    assert list(read_lines(p)) == [" = T = ", " ", " text é . "]
-    assert list(split_articles(read_lines(p))) == [Article("T", ["text é ."])]
+    assert list(read_release_lines(p)) == [" = T = ", " ", " text é . "]
+    assert list(split_articles(read_release_lines(p))) == [Article("T", ["text é ."])]
 
 
 def test_read_lines_invalid_utf8_and_nul(tmp_path):
     bad = tmp_path / "bad.tokens"
     bad.write_bytes(b" = T = \n ok \n caf\xe9 \n")
     with pytest.raises(ValueError, match=r"bad.tokens:3: invalid UTF-8"):
-        list(read_lines(bad))
+        list(read_release_lines(bad))
     nul = tmp_path / "nul.tokens"
     nul.write_bytes(b" = T = \n a\x00b \n")
     with pytest.raises(ValueError, match=r"nul.tokens:2: NUL byte"):
-        list(read_lines(nul))
+        list(read_release_lines(nul))
 
 
 def test_sample_corpus_is_in_release_layout():
@@ -107,7 +108,7 @@ def test_cache_layout_and_tokenizer_round_trip(built):
         assert meta["counts"][split] == {"articles": len(art) - 1, "sentences": len(sent) - 1, "tokens": len(ids)}
     # the ids of the first train sentence decode to that sentence (lower-cased, detokenized)
     dm.setup("fit")
-    first = article_sentences(next(split_articles(read_lines(SAMPLE_DIR / "wiki.train.tokens"))))[0]
+    first = article_sentences(next(split_articles(read_release_lines(SAMPLE_DIR / "wiki.train.tokens"))))[0]
     ids = np.load(cache / "train.ids.npy")[: np.load(cache / "train.sent.npy")[1]]
     assert dm.tokenizer.encode(first, add_special_tokens=False).ids == ids.tolist()
     assert dm.tokenizer.decode(ids.tolist()).replace(" ", "") == first.lower().replace(" ", "")
@@ -203,13 +204,14 @@ def test_word_level_encoding_equals_sentence_encoding(lowercase):
     from tokenizers.pre_tokenizers import Whitespace
 
     from data_modules.tokenizer import train_tokenizer
-    from data_modules.wikitext import _flatten, _SentenceEncoder
+    from data_modules.encoding import SentenceEncoder, flatten
 
-    lines = [s for a in split_articles(read_lines(SAMPLE_DIR / "wiki.train.tokens")) for s in article_sentences(a)]
+    lines = [s for a in split_articles(read_release_lines(SAMPLE_DIR / "wiki.train.tokens"))
+             for s in article_sentences(a)]
     tok = train_tokenizer(lines + TRICKY, 600, lowercase=lowercase, show_progress=False)
     sents = TRICKY + lines[:300]
-    ref_ids, ref_lens = _flatten(tok.encode_batch(sents, add_special_tokens=False))
-    enc = _SentenceEncoder(tok)
+    ref_ids, ref_lens = flatten(tok.encode_batch(sents, add_special_tokens=False))
+    enc = SentenceEncoder(tok)
     assert enc.word_level
     for _ in range(2):  # second pass: every word already in the table
         ids, lens = enc(sents)
@@ -219,9 +221,9 @@ def test_word_level_encoding_equals_sentence_encoding(lowercase):
     assert np.concatenate([o[0] for o in out]).tolist() == ref_ids.tolist()
     other = Tokenizer.from_str(tok.to_str())
     other.pre_tokenizer = Whitespace()  # not BERT's pipeline: encoded sentence by sentence
-    other_enc = _SentenceEncoder(other)
+    other_enc = SentenceEncoder(other)
     assert not other_enc.word_level
-    assert other_enc(sents)[0].tolist() == _flatten(other.encode_batch(sents, add_special_tokens=False))[0].tolist()
+    assert other_enc(sents)[0].tolist() == flatten(other.encode_batch(sents, add_special_tokens=False))[0].tolist()
 
 
 def test_cache_equals_plain_encoding(built):
@@ -232,7 +234,7 @@ def test_cache_equals_plain_encoding(built):
     cache = dm.cache_path()
     tok = Tokenizer.from_file(str(cache / "tokenizer.json"))
     for split, infix in (("train", "train"), ("test", "test")):
-        arts = [article_sentences(a) for a in split_articles(read_lines(SAMPLE_DIR / f"wiki.{infix}.tokens"))]
+        arts = [article_sentences(a) for a in split_articles(read_release_lines(SAMPLE_DIR / f"wiki.{infix}.tokens"))]
         arts = [[e.ids for e in tok.encode_batch(a, add_special_tokens=False)] for a in arts if a]
         arts = [[ids for ids in a if ids] for a in arts]  # sentences without tokens are dropped...
         arts = [a for a in arts if a]  # ...and articles without sentences
