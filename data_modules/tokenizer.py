@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from data_modules import sources
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 """Special tokens, in the order they take ids 0..4 in tokenizers trained here."""
 
@@ -95,12 +97,25 @@ def take_bytes(documents: Iterable[list[str]], limit: int | None) -> Iterator[st
             return
 
 
+def read_vocab(vocab_file: str | Path) -> dict[str, int]:
+    """Token -> id of a BERT ``vocab.txt``: one token a line, its id the line's number counted from 0.
+
+    A token on two lines is a one-line error naming both lines: the second line's id would name no token, the
+    vocabulary's size would fall one short of its ids, and the first batch holding the last id would fail far from
+    the file (an IndexError in a DataLoader worker)."""
+    vocab: dict[str, int] = {}
+    for i, token in enumerate(sources.read_lines(vocab_file, "vocab.txt layout (one token a line)")):
+        first = vocab.setdefault(token, i)
+        if first != i:
+            raise ValueError(f"{vocab_file}:{i + 1}: the token {token!r} again, first on line {first + 1}; expected "
+                             f"every token once (its line number is its id)")
+    return vocab
+
+
 def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True) -> Tokenizer:
-    """A tokenizer from a BERT ``vocab.txt`` (one token a line, id = line number), as HF directories ship it."""
-    vocab = {}
-    for i, line in enumerate(Path(vocab_file).read_text(encoding="utf-8").splitlines()):
-        vocab.setdefault(line.rstrip("\n"), i)
-    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    """A tokenizer from a BERT ``vocab.txt`` (``read_vocab``), as HF directories ship it."""
+    tokenizer = Tokenizer(models.WordPiece(vocab=read_vocab(vocab_file), unk_token="[UNK]",
+                                           max_input_chars_per_word=100))
     special_ids(tokenizer)  # fail early on a vocabulary without BERT's special tokens
     return _set_post_processor(_with_bert_pipeline(tokenizer, lowercase))
 

@@ -7,6 +7,7 @@ the file and line, or the flag, at fault. Cases already covered elsewhere are li
 - TSV rows with extra or missing columns, labels out of range: test_glue.py::test_bad_rows, ::test_bad_file_reaches_prepare_data
 - max_seq_len 7 / 513, batch_size 0 (WikiText): test_wikitext.py::test_argument_validation
 - tokenizer bigger than --data.vocab_size: test_wikitext.py::test_reuse_tokenizer_and_vocab_check
+- a vocab.txt holding a token twice (ids would skip one): test_tokenizer.py, from the function and the CLI
 - a killed build's temp dir: test_wikitext.py::test_half_built_temp_dir_is_ignored
 - every refused argument of the two LightningModules and the two DataModules, through the real CLI (one line naming
   the option, exit code 2, no jsonargparse union report): tests/lit_lm/test_cli_errors.py
