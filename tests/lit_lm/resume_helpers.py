@@ -12,6 +12,8 @@ line stays the real one.
   ``use_distributed_sampler``) to ``$LIT_LM_PROBE`` (``{rank}`` as above), and at interpreter exit whether a
   process group is still initialised to ``$LIT_LM_PROBE.atexit``.
 - ``DtypeProbe``: the dtype the model computes in under the configured precision (see the class).
+
+``fit_config`` writes the trainer block those fits put on top of cli.yaml and configs/quickstart.yaml.
 """
 
 from __future__ import annotations
@@ -22,10 +24,29 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import lightning as L
 import torch
+import yaml
+
+
+def fit_config(max_steps: int, every: int, callbacks: Sequence[str] = (), data: Optional[dict[str, Any]] = None,
+               **trainer: Any) -> str:
+    """The YAML a test's fit puts on top of cli.yaml + configs/quickstart.yaml: ``max_steps`` steps, a checkpoint every
+    ``every`` steps (all kept) and last.ckpt, the divergence guard and ``callbacks`` (class paths, e.g.
+    ``resume_helpers.Recorder``), no progress bar or model summary; ``trainer``: other Trainer settings
+    (``val_check_interval=8`` ...); ``data``: init_args of the data module (``batch_size``, ``num_workers`` ...)."""
+    checkpoint = {"every_n_train_steps": every, "save_last": True, "save_top_k": -1,
+                  "monitor": None}  # else merged from cli.yaml's list, item by item, when the lists are as long
+    config: dict[str, Any] = {"trainer": {
+        "max_steps": max_steps, **trainer, "enable_progress_bar": False, "enable_model_summary": False,
+        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint},
+                      {"class_path": "lit_lm.callbacks.DivergenceGuard"},
+                      *({"class_path": c} for c in callbacks)]}}
+    if data:
+        config["data"] = {"init_args": data}
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def batch_digest(batch: dict[str, torch.Tensor]) -> str:

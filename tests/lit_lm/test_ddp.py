@@ -14,7 +14,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import torch
 
 from data_modules.sampling import ResumableSampler
+from resume_helpers import fit_config
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
@@ -29,35 +29,15 @@ HELPERS = Path(__file__).resolve().parent
 WORLD = 2
 BATCH = 28
 MAX_STEPS = 10  # ~474 pairs on the bundled corpus: 8 batches of 28 per rank and epoch, so it crosses into epoch 1
-CONFIG = f"""
-trainer:
-  max_steps: {MAX_STEPS}
-  val_check_interval: 5
-  limit_val_batches: 2
-  enable_progress_bar: false
-  enable_model_summary: false
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        every_n_train_steps: 5
-        save_last: true
-        save_top_k: -1
-    - class_path: lit_lm.callbacks.DivergenceGuard
-    - class_path: resume_helpers.Recorder
-    - class_path: resume_helpers.ValRecorder
-    - class_path: resume_helpers.ValShardCounts
-    - class_path: resume_helpers.SamplerProbe
-data:
-  init_args:
-    batch_size: {BATCH}
-    num_workers: 0
-"""
+CONFIG = fit_config(MAX_STEPS, 5, ["resume_helpers.Recorder", "resume_helpers.ValRecorder",
+                                     "resume_helpers.ValShardCounts", "resume_helpers.SamplerProbe"],
+                    data={"batch_size": BATCH, "num_workers": 0}, val_check_interval=5, limit_val_batches=2)
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("ddp")
-    (tmp / "ddp.yaml").write_text(textwrap.dedent(CONFIG))
+    (tmp / "ddp.yaml").write_text(CONFIG)
     args = [sys.executable, "-m", "lit_lm", "fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml",
             "--config", str(tmp / "ddp.yaml"), "--trainer.strategy", "ddp", "--trainer.devices", str(WORLD),
             "--trainer.accelerator", "cpu", f"--trainer.logger.init_args.save_dir={tmp / 'runs'}",

@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 from one_line import cli_error, run_main
+from resume_helpers import fit_config
 from tokenizers import Tokenizer
 
 from conftest import require_transformers, save_checkpoint
@@ -337,25 +338,8 @@ class WeightsAtStart(L.Callback):
         torch.save({k: v.detach().clone() for k, v in pl_module.state_dict().items()}, os.environ["LIT_LM_TEST_WEIGHTS"])
 
 
-CONFIG = f"""
-trainer:
-  max_steps: {STEPS}
-  val_check_interval: {STEPS}
-  limit_val_batches: 2
-  enable_progress_bar: false
-  enable_model_summary: false
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        every_n_train_steps: {STEPS}
-        save_last: true
-    - class_path: lit_lm.callbacks.DivergenceGuard
-    - class_path: test_init_from.WeightsAtStart
-data:
-  init_args:
-    batch_size: 16
-    num_workers: 0
-"""
+CONFIG = fit_config(STEPS, STEPS, ["test_init_from.WeightsAtStart"], data={"batch_size": 16, "num_workers": 0},
+                    val_check_interval=STEPS, limit_val_batches=2)
 
 
 def _notices(output: str) -> list[str]:

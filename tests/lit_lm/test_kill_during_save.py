@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_helpers import fit_config
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
@@ -145,22 +146,7 @@ def test_sigkill_inside_the_write_leaves_the_previous_checkpoint_whole(tmp_path)
 # ---- a real fit killed inside the save of last.ckpt, resumed with --ckpt_path last --------------------------------
 
 MAX_STEPS = 12
-CONFIG = f"""
-trainer:
-  max_steps: {MAX_STEPS}
-  num_sanity_val_steps: 0
-  limit_val_batches: 0
-  enable_progress_bar: false
-  enable_model_summary: false
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        every_n_train_steps: 4
-        save_last: true
-        save_top_k: -1
-    - class_path: lit_lm.callbacks.DivergenceGuard
-    - class_path: resume_helpers.StallLastSave
-"""
+CONFIG = fit_config(MAX_STEPS, 4, ["resume_helpers.StallLastSave"], num_sanity_val_steps=0, limit_val_batches=0)
 
 
 def _fit(tmp: Path, *extra: str, stall_at: int | None = None) -> subprocess.Popen:
@@ -178,7 +164,7 @@ def _fit(tmp: Path, *extra: str, stall_at: int | None = None) -> subprocess.Pope
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the stalling writer names its file through /proc")
 def test_fit_killed_inside_the_save_of_last_resumes_from_the_previous_one(tmp_path):
-    (tmp_path / "kill.yaml").write_text(textwrap.dedent(CONFIG))
+    (tmp_path / "kill.yaml").write_text(CONFIG)
     ckpts = tmp_path / "runs" / "quickstart" / "checkpoints"
     proc = _fit(tmp_path, stall_at=8)  # last.ckpt of step 4 is written whole; that of step 8 stalls half-way
     lines: list[str] = []

@@ -13,12 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from resume_helpers import assert_same_weights_and_optimizer, load_checkpoint, max_abs_diff
+from resume_helpers import assert_same_weights_and_optimizer, fit_config, load_checkpoint, max_abs_diff
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent
@@ -30,26 +29,9 @@ KILL_AT = 11  # mid-epoch; the last checkpoint before it is step 8
 
 # The quickstart (tiny model, dropout 0.1, one loader worker, fp32) with batch 29, frequent checkpoints and the
 # recorder; a validation run at step 8 sits between two checkpoints.
-CONFIG = f"""
-trainer:
-  max_steps: {MAX_STEPS}
-  val_check_interval: 8
-  limit_val_batches: 2
-  enable_progress_bar: false
-  enable_model_summary: false
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        every_n_train_steps: {EVERY}
-        save_last: true
-        save_top_k: -1
-    - class_path: lit_lm.callbacks.DivergenceGuard
-    - class_path: resume_helpers.Recorder
-data:
-  init_args:
-    batch_size: 29
-    num_workers: 1
-"""
+def _config(max_steps: int = MAX_STEPS, every: int = EVERY, **trainer) -> str:
+    return fit_config(max_steps, every, ["resume_helpers.Recorder"], data={"batch_size": 29, "num_workers": 1},
+                      val_check_interval=8, limit_val_batches=2, **trainer)
 
 
 def _fit(tmp: Path, run: str, record: str, kill_at: int | None = None, ckpt_path: str | None = None) -> subprocess.Popen:
@@ -81,7 +63,7 @@ def _records(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("resume")
-    (tmp / "resume.yaml").write_text(textwrap.dedent(CONFIG))
+    (tmp / "resume.yaml").write_text(_config())
     # the uninterrupted run and the doomed one side by side (both may build the cache: the build is atomic)
     full = _fit(tmp, "full", "full.jsonl")
     killed = _fit(tmp, "killed", "killed.jsonl", kill_at=KILL_AT)
@@ -160,9 +142,7 @@ def test_no_temporary_checkpoint_files_survive_the_kills(runs):
 def test_resume_with_gradient_accumulation(tmp_path):
     """The main config accumulates 8 batches per step: with 2 here, a run killed mid-epoch resumes at the last
     optimizer step's checkpoint, replays the same batches and ends with identical weights."""
-    config = CONFIG.replace(f"max_steps: {MAX_STEPS}", "max_steps: 10\n  accumulate_grad_batches: 2")
-    config = config.replace(f"every_n_train_steps: {EVERY}", "every_n_train_steps: 3")
-    (tmp_path / "resume.yaml").write_text(textwrap.dedent(config))
+    (tmp_path / "resume.yaml").write_text(_config(10, 3, accumulate_grad_batches=2))
     full, killed = _fit(tmp_path, "full", "full.jsonl"), _fit(tmp_path, "killed", "killed.jsonl", kill_at=7)
     _finish(killed, -signal.SIGKILL)
     _finish(full, 0)

@@ -28,7 +28,8 @@ from data_modules.sampling import ResumableSampler
 from data_modules.wikitext import WikiText103DataModule
 from lit_lm.optim import lr_factor
 from lit_lm.pretraining import MLMPretraining
-from resume_helpers import REPO, assert_same_weights_and_optimizer, finish, launch_fit, load_checkpoint, max_abs_diff, read_records
+from resume_helpers import (REPO, assert_same_weights_and_optimizer, finish, fit_config, launch_fit, load_checkpoint,
+                            max_abs_diff, read_records)
 
 KILLED = -signal.SIGKILL
 NOTICE = "the training data differs from the checkpoint's"
@@ -63,26 +64,9 @@ def train_sizes(cache) -> dict[int, int]:
 def _write_config(tmp: Path, max_steps: int, every: int, batch_size: int, num_workers: int, extra: str) -> None:
     """The quickstart (tiny model, dropout 0.1, fp32) with frequent checkpoints and the recorders; ``extra`` is a
     second config file on top (one YAML document cannot name ``trainer`` twice)."""
-    (tmp / "test.yaml").write_text(textwrap.dedent(f"""
-        trainer:
-          max_steps: {max_steps}
-          enable_progress_bar: false
-          enable_model_summary: false
-          callbacks:
-            - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-              init_args:
-                every_n_train_steps: {every}
-                monitor: null  # else merged from quickstart's list, item by item, when the lists are as long
-                save_last: true
-                save_top_k: -1
-            - class_path: lit_lm.callbacks.DivergenceGuard
-            - class_path: resume_helpers.Recorder
-            - class_path: resume_helpers.LrRecorder
-        data:
-          init_args:
-            batch_size: {batch_size}
-            num_workers: {num_workers}
-        """))
+    recorders = ["resume_helpers.Recorder", "resume_helpers.LrRecorder"]
+    data = {"batch_size": batch_size, "num_workers": num_workers}
+    (tmp / "test.yaml").write_text(fit_config(max_steps, every, recorders, data))
     (tmp / "extra.yaml").write_text(textwrap.dedent(extra))
 
 
