@@ -9,19 +9,22 @@ runs, so nothing computed while preparing data could reach it.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelSummary, ProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from data_modules.glue import GLUEDataModule, get_task
 from data_modules.tokenizer import load_error
 from lit_lm import console, resources
 from lit_lm.callbacks import guard_checkpoint_reads
+from lit_lm.config import option
 
 
 def make_cli(args: Optional[list[str]], cli_class: Optional[type[LitLMCLI]] = None, **overrides: Any) -> LitLMCLI:
@@ -132,40 +135,99 @@ class LitLMCLI(LightningCLI):
                 data_args.tokenizer = model_args.pretrained
             if "tokenizer" in model_args:  # the link above ran at parse time, before this default
                 model_args.tokenizer = data_args.tokenizer
-        # Continued pretraining: the architecture, vocabulary and tokenizer of --model.init_from, whatever the config
-        # files say. Only the source's config and tokenizer are read here; the model loads the weights.
+        # Continued pretraining (--model.init_from): the model takes its architecture, vocabulary, weights and tokenizer
+        # from the source itself; the data module is told the source's tokenizer and vocabulary here. A run resumed
+        # from its checkpoint (--ckpt_path) takes all of them from the checkpoint instead, and the source is not read.
         if data_args is not None and model_args is not None and model_args.get("init_from") is not None:
-            _init_from_defaults(model_args, data_args)
+            checkpoint = _resume_checkpoint(cfg)
+            if checkpoint is None:
+                _init_from_defaults(model_args.init_from, data_args)
+            else:
+                cfg.ckpt_path = str(checkpoint)  # the file read here is the one the trainer restores
+                _resume_defaults(checkpoint, model_args, data_args)
 
 
-def _init_from_defaults(model_args: Any, data_args: Any) -> None:
-    """The model asks for the source's architecture and vocabulary (one line says what of the config's it replaces),
-    so that the run's hyper-parameters and config.yaml say what was built; --data.vocab_size becomes the source's
-    (LightningCLI builds the model before prepare_data: the vocabulary is stated, not discovered); --data.tokenizer
-    defaults to the source's and must otherwise have its vocabulary."""
-    from jsonargparse import Namespace
+def _resume_checkpoint(cfg: Any) -> Optional[Path]:
+    """The checkpoint file ``--ckpt_path`` names in the parsed config ``cfg``: the path itself, or for ``last`` the
+    newest ``last*.ckpt`` where the run's ModelCheckpoint callbacks write, as Lightning looks for it (their
+    ``dirpath``, else ``save_dir/name/version/checkpoints`` of the first logger). None: no such file yet, ``best`` or
+    ``hpc`` (the trainer resolves those), or a logger that numbers a new version each run."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None or ckpt_path in ("best", "hpc"):
+        return None
+    if ckpt_path != "last":
+        return Path(ckpt_path) if Path(ckpt_path).is_file() else None
+    trainer = cfg.get("trainer") or {}
+    root = Path(trainer.get("default_root_dir") or ".")
+    logger = trainer.get("logger")
+    logger = logger[0] if isinstance(logger, list) and logger else logger
+    callbacks = trainer.get("callbacks") or []
+    found = []
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        class_path = getattr(callback, "class_path", None)
+        module, _, name = (class_path or "").rpartition(".")
+        if not module or not issubclass(getattr(importlib.import_module(module), name), ModelCheckpoint):
+            continue
+        dirpath = callback.init_args.get("dirpath")
+        if dirpath is None and logger is False:
+            dirpath = root / "checkpoints"
+        elif dirpath is None:
+            log = getattr(logger, "init_args", None)
+            version = None if log is None else log.get("version")
+            if version is None:  # Lightning's default logger, or one that numbers a new version: no last.ckpt there
+                continue
+            version = version if isinstance(version, str) else f"version_{version}"
+            dirpath = Path(log.get("save_dir") or root) / str(log.get("name")) / version / "checkpoints"
+        found += Path(dirpath).expanduser().glob("last*.ckpt")
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
-    from lit_lm.config import option
-    from lit_lm.pretraining import _REGULARISATION, source_config
-    from lit_lm.weights import check_vocabulary, read_source
 
-    source = model_args.init_from
+def _init_from_defaults(source: str, data_args: Any) -> None:
+    """--data.vocab_size becomes the source's (LightningCLI builds the model before prepare_data: the vocabulary is
+    stated, not discovered); --data.tokenizer defaults to the source's and must otherwise have its vocabulary. The
+    model reads the source itself, and says in one line what of the config's it replaces."""
+    from lit_lm.weights import read_source
+
     with option("--model.init_from"):
         config, tokenizer_json = read_source(source, "--model.init_from")
-    asked = model_args.get("config")
-    overrides = model_args.get("config_overrides") or {}
-    built = source_config(source, config, asked.as_dict() if isinstance(asked, Namespace) else asked,
-                          model_args.get("vocab_size"), overrides)
-    model_args.config = Namespace(**built.asdict())
-    model_args.config_overrides = {k: v for k, v in overrides.items() if k in _REGULARISATION} or None
-    model_args.vocab_size = built.vocab_size
-    if "vocab_size" in data_args:
-        data_args.vocab_size = built.vocab_size
-    if "tokenizer" in data_args:
-        if data_args.tokenizer is None:
-            data_args.tokenizer = source
-        elif data_args.tokenizer != source:
-            from data_modules.tokenizer import load_tokenizer
+    _data_defaults(data_args, config.vocab_size, source, tokenizer_json, "--model.init_from")
 
-            given = load_tokenizer(data_args.tokenizer, "--data.tokenizer").to_str()
-            check_vocabulary(given, f"--data.tokenizer {data_args.tokenizer}", tokenizer_json, source)
+
+def _resume_defaults(checkpoint: Path, model_args: Any, data_args: Any) -> None:
+    """The checkpoint of an --model.init_from run holds its weights, architecture and tokenizer: the model is built
+    to the checkpoint's architecture (one line says what of the config's that replaces) and reads no source; its
+    weights come from the restore. The data uses the checkpoint's tokenizer and vocabulary."""
+    from jsonargparse import Namespace
+
+    from lit_lm.pretraining import source_config
+    from lit_lm.weights import read_source
+
+    with option("--ckpt_path"):
+        config, tokenizer_json = read_source(checkpoint, "--ckpt_path")
+    asked = model_args.get("config")
+    built = source_config(config, asked.as_dict() if isinstance(asked, Namespace) else asked,
+                          model_args.get("vocab_size"), model_args.get("config_overrides"),
+                          f"--ckpt_path {checkpoint}: the architecture and vocabulary of this --model.init_from run")
+    model_args.config = Namespace(**built.asdict())
+    model_args.config_overrides = None  # applied: built holds the regularisation they change
+    model_args.vocab_size = built.vocab_size
+    model_args.init_from = None  # the weights are the checkpoint's (whose hyper-parameters keep the source's name)
+    _data_defaults(data_args, built.vocab_size, str(checkpoint), tokenizer_json, "--ckpt_path")
+
+
+def _data_defaults(data_args: Any, vocab_size: int, tokenizer: str, tokenizer_json: str, flag: str) -> None:
+    """--data.vocab_size and --data.tokenizer of a model whose vocabulary comes from the file or directory
+    ``tokenizer`` named by ``flag`` (its tokenizer: ``tokenizer_json``): the data is told that vocabulary; a
+    --data.tokenizer given must have it (checked before prepare_data spends time encoding the corpus with it)."""
+    if "vocab_size" in data_args:
+        data_args.vocab_size = vocab_size
+    if "tokenizer" not in data_args:
+        return
+    if data_args.tokenizer is None:
+        data_args.tokenizer = tokenizer
+    elif data_args.tokenizer != tokenizer:
+        from data_modules.tokenizer import load_tokenizer
+        from lit_lm.weights import check_vocabulary
+
+        given = load_tokenizer(data_args.tokenizer, "--data.tokenizer").to_str()
+        check_vocabulary(given, f"--data.tokenizer {data_args.tokenizer}", tokenizer_json, tokenizer, flag)

@@ -53,12 +53,14 @@ _REGULARISATION = ("hidden_dropout", "attention_dropout", "initializer_range")
 """BertConfig fields a resumed run or --model.init_from may change (training only; the weights fit either way)."""
 
 
-def source_config(path: Any, source: BertConfig, config: Any, vocab_size: int,
-                  overrides: Optional[dict[str, Any]]) -> BertConfig:
-    """The architecture and vocabulary of the ``--model.init_from`` source at ``path``, whatever ``config``,
-    ``vocab_size`` and ``config_overrides`` ask for (the weights fit nothing else), with the regularisation of the
-    overrides (``_REGULARISATION``); says in one line which of the requested values it replaced. The CLI calls it
-    before building the model, which then asks for the source's values and has nothing to say."""
+def source_config(source: BertConfig, config: Any, vocab_size: int, overrides: Optional[dict[str, Any]],
+                  notice: str) -> BertConfig:
+    """The architecture and vocabulary of ``source``, whatever ``config``, ``vocab_size`` and ``config_overrides``
+    ask for (the weights fit nothing else), with the regularisation of the overrides (``_REGULARISATION``). One line,
+    ``notice`` followed by "replace the config's: ...", says which of the requested values it replaced.
+
+    ``source``: the config of an ``--model.init_from`` source (MLMPretraining reads it), or that of the checkpoint of
+    such a run when it resumes (the CLI reads it, and the source is not read)."""
     overrides = overrides or {}
     asked = resolve_config(resolve_config(config), "--model.config_overrides", **{**overrides, "vocab_size": vocab_size})
     built = resolve_config(source, "--model.config_overrides",
@@ -67,8 +69,7 @@ def source_config(path: Any, source: BertConfig, config: Any, vocab_size: int,
                 if k not in _REGULARISATION and getattr(asked, k) != v]
     if replaced:
         name = f" ({config})" if isinstance(config, str) else ""
-        rank_zero_info(f"init_from {path}: the source's architecture and vocabulary replace the config's{name}: "
-                       + ", ".join(replaced))
+        rank_zero_info(f"{notice} replace the config's{name}: " + ", ".join(replaced))
     return built
 
 
@@ -122,7 +123,8 @@ class MLMPretraining(L.LightningModule):
                 from BERT's initialisation, said in one line). Its architecture and vocabulary replace ``config``,
                 ``vocab_size`` and the architecture fields of ``config_overrides`` (said in one line); dropout and
                 initializer_range may still be overridden. Weights only: the optimizer, step count, schedule and
-                time budget start afresh (``--ckpt_path`` resumes a run instead).
+                time budget start afresh (``--ckpt_path`` resumes a run instead: the checkpoint then gives the
+                architecture, weights and tokenizer, and the source is not read).
         """
         super().__init__()
         checks = [
@@ -146,13 +148,13 @@ class MLMPretraining(L.LightningModule):
 
             with option("--model.init_from"):
                 source = load(init_from, "--model.init_from")
-            self.config = source_config(source.path, source.config, config, vocab_size, config_overrides)
-            # The hyper-parameters (this frame's arguments; under the CLI, its config, which says the source's
-            # values already) record the vocabulary built, as the data module's --data.vocab_size does.
-            vocab_size = self.config.vocab_size
-        # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True).
+            self.config = source_config(source.config, config, vocab_size, config_overrides,
+                                        f"init_from {source.path}: the source's architecture and vocabulary")
+        # Hyper-parameters as plain values: a checkpoint then loads with torch.load(weights_only=True). They record
+        # what was built, the config and its vocabulary (with --model.init_from the source's, as the data module's
+        # --data.vocab_size says), over the arguments (under LightningCLI: its parsed config, what was asked).
         self.save_hyperparameters(ignore=["config", "config_overrides"])
-        self.hparams["config"] = self.config.asdict()
+        self.save_hyperparameters({**self.hparams, "config": self.config.asdict(), "vocab_size": self.config.vocab_size})
         self.model = BertForPreTraining(self.config)
         self.tokenizer_json: Optional[str] = None  # set from the data module; saved in every checkpoint
         self._source_tokenizer: Optional[str] = None  # the tokenizer of --model.init_from, whose vocabulary must stay
@@ -419,6 +421,10 @@ class MLMPretraining(L.LightningModule):
                 f"trained with (drop the --model.config / config_overrides that change it)")
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
         self._rng_to_restore = checkpoint.get("rng_states")
+        # An --model.init_from run resumed is built without reading its source (lit_lm.lightning_cli): its
+        # hyper-parameters keep naming the source the weights started from.
+        if self.hparams.get("init_from") is None:
+            self.hparams["init_from"] = checkpoint.get("hyper_parameters", {}).get("init_from")
 
     def on_train_end(self) -> None:
         if self.hparams.compile:

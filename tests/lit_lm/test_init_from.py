@@ -423,3 +423,57 @@ def test_cli_missing_source_is_a_one_line_error(tmp_path, capfd, monkeypatch):
     cli_error(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml",
                f"--model.init_from={tmp_path / 'nope'}", f"--trainer.logger.init_args.save_dir={tmp_path}"],
               capfd, monkeypatch, f"lit-lm: error: --model.init_from {tmp_path / 'nope'}: no such file or directory")
+
+
+@pytest.mark.slow
+def test_cli_resumes_an_init_from_run_after_its_source_is_gone(tmp_path, hf_dirs, capfd, monkeypatch):
+    """The checkpoint of an --model.init_from run holds its weights, architecture and tokenizer: --ckpt_path (last or
+    a path) resumes it with the source deleted, says in one line that the checkpoint's architecture replaces the
+    config's, and the resumed run's hyper-parameters still name the source."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(hf_dirs["BertForMaskedLM"], source)
+    _, _, first = _fit(tmp_path, capfd, monkeypatch, f"--model.init_from={source}")
+    shutil.rmtree(source)
+    ckpts = tmp_path / "quickstart" / "checkpoints"
+    out, start, resumed = _fit(tmp_path, capfd, monkeypatch, f"--model.init_from={source}",
+                               f"--trainer.max_steps={STEPS + 1}", "--ckpt_path", "last")
+    assert _notices(out) == [], out  # nothing is initialised from the source
+    assert (f"--ckpt_path {ckpts / 'last.ckpt'}: the architecture and vocabulary of this --model.init_from run "
+            "replace the config's (tiny): vocab_size 4096 -> 600, n_embd 128 -> 32, intermediate_size 512 -> 64, "
+            "max_position_embeddings 512 -> 128") in out, out
+    for k, v in first["state_dict"].items():
+        assert torch.equal(start[k], v), k
+    assert resumed["global_step"] == STEPS + 1 and f"pretraining: {STEPS + 1} steps in" in out
+    assert resumed["hyper_parameters"]["init_from"] == str(source)
+    assert resumed["bert_config"] == first["bert_config"] and resumed["tokenizer"] == first["tokenizer"]
+    # a path: LightningCLI reads the run's hyper-parameters from it (config: the built one; nothing to say)
+    shutil.copy(ckpts / "last.ckpt", tmp_path / "step5.ckpt")
+    out, start, again = _fit(tmp_path, capfd, monkeypatch, f"--model.init_from={source}",
+                             f"--trainer.max_steps={STEPS + 2}", "--ckpt_path", str(tmp_path / "step5.ckpt"))
+    for k, v in resumed["state_dict"].items():
+        assert torch.equal(start[k], v), k
+    assert again["global_step"] == STEPS + 2 and again["hyper_parameters"]["init_from"] == str(source)
+
+
+def test_cli_resume_of_an_init_from_run_checks_the_tokenizer_against_the_checkpoint(tmp_path, hf_dirs, capfd,
+                                                                                     monkeypatch):
+    """Resuming, the vocabulary is the checkpoint's: another --data.tokenizer is refused in one line, before the
+    data is prepared, without reading the source (gone here)."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(hf_dirs["BertModel"], source)
+    ckpts = tmp_path / "quickstart" / "checkpoints"  # where --ckpt_path last looks
+    ckpts.mkdir(parents=True)
+    ckpt = save_checkpoint(MLMPretraining(config="tiny", vocab_size=600, init_from=str(source)), ckpts / "last.ckpt")
+    shutil.rmtree(source)
+    other = tmp_path / "other.json"
+    train_tokenizer((SAMPLE / "wiki.valid.tokens").read_text().splitlines(), 300, show_progress=False).save(str(other))
+    cli_error(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", f"--model.init_from={source}",
+               f"--data.tokenizer={other}", "--ckpt_path", "last", f"--trainer.logger.init_args.save_dir={tmp_path}",
+               f"--data.cache_dir={tmp_path / 'cache'}"], capfd, monkeypatch,
+              f"lit-lm: error: --data.tokenizer {other}: its vocabulary (300 tokens) differs from that of --ckpt_path "
+              f"{ckpt} (600 tokens)")
+    assert not (tmp_path / "cache").exists()  # refused before the data was prepared
