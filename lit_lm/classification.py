@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassConfusionMatrix
@@ -160,9 +161,14 @@ class SequenceClassification(L.LightningModule):
         self.model = BertForSequenceClassification(self.config, num_labels, classifier_dropout, pooling)
         if pretrained is not None:
             missing, unexpected = self.model.bert.load_state_dict(encoder_state, strict=False)
-            if missing or unexpected:
+            pooler = {f"pooler.{k}" for k in self.model.bert.pooler.state_dict()}
+            if unexpected or (missing and set(missing) != pooler):
                 raise ValueError(f"--model.pretrained {pretrained}: encoder weights do not fit (missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]})")
+            if missing:  # a BertForMaskedLM has no pooler: it keeps BERT's initialisation, as with --model.init_from
+                unused = "; unused with --model.pooling mean" if pooling == "mean" else ""
+                rank_zero_info(f"pretrained {pretrained}: encoder loaded; pooler initialised (not in the "
+                               f"source{unused})")
         self.val_metrics = nn.ModuleList([self._metrics()])
 
     @property

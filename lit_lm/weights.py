@@ -176,7 +176,8 @@ def load(path: Union[str, Path], flag: str = "--model.init_from") -> Source:
 
 def load_pretrained(path: Union[str, Path]) -> tuple[BertConfig, dict[str, torch.Tensor], str]:
     """(config, BertModel state dict, tokenizer JSON) from a lit-lm pretraining .ckpt or a HuggingFace BERT dir: the
-    encoder for fine-tuning, which checks the fit itself (it needs the pooler)."""
+    encoder for fine-tuning, which checks the fit itself. The pooler may be absent (a ``BertForMaskedLM`` has none):
+    fine-tuning then starts it from BERT's initialisation."""
     source = _read(path, "--model.pretrained")
     encoder = {k.removeprefix("bert."): v for k, v in source.state.items() if k.startswith("bert.")}
     return source.config, encoder, source.tokenizer_json

@@ -312,3 +312,41 @@ def test_finetuning_dropout_overrides_the_pretraining_one(tmp_path, tokenizer_pa
              "--trainer.limit_train_batches", "2"], monkeypatch)
     stored = torch.load(tmp_path / "runs/quickstart_sst2/checkpoints/last.ckpt", weights_only=True)["bert_config"]
     assert (stored["hidden_dropout"], stored["attention_dropout"]) == (0.1, 0.1)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_huggingface_masked_lm_directory_fine_tunes_with_an_initialised_pooler(tmp_path, tokenizer_path, pooling,
+                                                                                 caplog):
+    """A BertForMaskedLM directory has no pooler: the encoder loads, the pooler starts from BERT's initialisation
+    (truncated normal, zero bias) and one line says so, whichever pooling fine-tunes."""
+    import logging
+
+    from conftest import require_transformers
+    from tokenizers import Tokenizer
+
+    transformers = require_transformers()
+    transformers.logging.set_verbosity_error()
+    vocab = sorted(Tokenizer.from_file(str(tokenizer_path)).get_vocab().items(), key=lambda kv: kv[1])
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, attn_implementation="eager")).eval()
+    source = tmp_path / "mlm"
+    hf.save_pretrained(source)
+    (source / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
+    caplog.set_level(logging.INFO)
+    clf = SequenceClassification(pretrained=str(source), pooling=pooling)
+    unused = "; unused with --model.pooling mean" if pooling == "mean" else ""
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("pretrained ")] == [
+        f"pretrained {source}: encoder loaded; pooler initialised (not in the source{unused})"]
+    pooler = clf.model.bert.pooler
+    assert pooler.weight.abs().max() <= 2 * 0.02 and 0.6 * 0.02 < pooler.weight.std() < 1.1 * 0.02
+    assert not pooler.bias.any()
+    torch.manual_seed(1)
+    ids = torch.randint(5, len(vocab), (2, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    with torch.no_grad():
+        hidden, _ = clf.model.bert.eval()(ids, torch.zeros_like(ids), mask)
+        ref = hf.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(hidden[mask.bool()], ref[mask.bool()], rtol=1e-5, atol=1e-5)
