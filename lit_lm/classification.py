@@ -9,6 +9,7 @@ model config and the tokenizer, like pretraining's, so ``lit_lm.export`` turns t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -265,7 +266,11 @@ class SequenceClassification(L.LightningModule):
     def configure_optimizers(self) -> dict:
         h = self.hparams
         optimizer = adamw(self, h.lr, tuple(h.betas), h.eps, h.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):  # no max_steps, no max_epochs: the warmup and decay would have no end to reach
+            raise ValueError(f"--trainer.max_epochs {self.trainer.max_epochs}: the learning-rate schedule needs a finite "
+                             f"number of steps; give a finite --trainer.max_epochs or --trainer.max_steps")
+        total = int(total)
         return {"optimizer": optimizer, "lr_scheduler": warmup_decay(optimizer, warmup_steps(h.warmup_steps, total), total, h.schedule)}
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Optional[float] = None,

@@ -351,7 +351,12 @@ class MLMPretraining(L.LightningModule):
             duration = timer.time_elapsed() + timer.time_remaining()  # the budget, whatever share a resume has spent
             elapsed = lambda: timer.time_elapsed() / duration  # noqa: E731
             return {"optimizer": optimizer, "lr_scheduler": time_budget(optimizer, h.warmup_steps, h.schedule, elapsed)}
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):  # no max_steps, no max_epochs: the warmup and decay would have no end to reach
+            raise ValueError(f"--trainer.max_steps {self.trainer.max_steps}: the step schedule needs a finite number "
+                             f"of steps; give a finite --trainer.max_steps, or --model.budget time to schedule over "
+                             f"--trainer.max_time")
+        total = int(total)
         if h.get("schedule_steps") is not None:
             # BERT's recipe trains one 1M-step schedule in two runs (90% at length 128, 10% at 512; Devlin et al.,
             # 2019, A.2): the first stops at max_steps 900k while the rate decays towards zero at 1M. A resume

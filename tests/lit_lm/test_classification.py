@@ -350,3 +350,12 @@ def test_a_huggingface_masked_lm_directory_fine_tunes_with_an_initialised_pooler
         hidden, _ = clf.model.bert.eval()(ids, torch.zeros_like(ids), mask)
         ref = hf.bert(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(hidden[mask.bool()], ref[mask.bool()], rtol=1e-5, atol=1e-5)
+
+
+def test_unbounded_epochs_are_a_one_line_error(tmp_path, capfd, monkeypatch, pretrain_ckpt):
+    """--trainer.max_epochs -1 without max_steps (a run ended by --trainer.max_time) leaves the warmup and decay no
+    end: one line naming the ways out, not an OverflowError."""
+    cli_error(["fit", *_quick(tmp_path), "--model.pretrained", str(pretrain_ckpt), "--trainer.max_epochs", "-1",
+               "--trainer.max_time", "00:00:00:30"], capfd, monkeypatch,
+              "lit-lm: error: --trainer.max_epochs -1: the learning-rate schedule needs a finite number of steps; "
+              "give a finite --trainer.max_epochs or --trainer.max_steps", cwd=tmp_path)

@@ -241,3 +241,15 @@ def test_mlm_only_leaves_no_parameter_without_a_gradient():
     assert frozen == {"model.bert.pooler.weight", "model.bert.pooler.bias", "model.nsp_head.weight", "model.nsp_head.bias"}
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in m.named_parameters() if n in trainable)
     assert "nsp_loss" not in out
+
+
+def test_unbounded_steps_with_the_step_schedule_are_a_one_line_error(tmp_path, capfd, monkeypatch):
+    """--trainer.max_steps -1 with the default step schedule (a run ended by --trainer.max_time) leaves the warmup and
+    decay no end: one line naming the two ways out, not an OverflowError."""
+    from one_line import cli_error
+
+    cli_error(["fit", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--trainer.max_steps", "-1",
+               "--trainer.max_time", "00:00:00:30", f"--trainer.logger.init_args.save_dir={tmp_path}",
+               f"--data.cache_dir={tmp_path / 'cache'}"], capfd, monkeypatch,
+              "lit-lm: error: --trainer.max_steps -1: the step schedule needs a finite number of steps; give a finite "
+              "--trainer.max_steps, or --model.budget time to schedule over --trainer.max_time")
