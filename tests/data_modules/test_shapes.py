@@ -34,3 +34,27 @@ def test_sizes_come_from_a_handful_of_buckets():
         T = shapes.padded_length(lengths, shapes.LENGTH_STEP, cap=128)
         seen.add((T, len(shapes.token_index(lengths, T))))
     assert len(seen) <= 4 * shapes.TOKEN_BUCKETS
+
+
+def _shapes_over_an_epoch(loader) -> set:
+    return {(tuple(b["input_ids"].shape), tuple(b["token_index"].shape)) for b in loader}
+
+
+def test_one_epoch_of_real_mrpc_has_a_handful_of_shapes(glue_root, tokenizer_path, tmp_path):
+    """The shapes the model sees over an epoch of MRPC's 3,668 training pairs (115 batches of 32): each new one costs
+    glibc a block size it keeps, compile a graph and CUDA graphs a capture. Bucketed: a handful; with the buckets
+    removed (the longest row, the real-token count) nearly every batch is new."""
+    from data_modules.glue import GLUEDataModule
+
+    dm = GLUEDataModule("mrpc", data_dir=str(glue_root / "MRPC"), tokenizer=str(tokenizer_path), max_seq_len=128,
+                        num_workers=0, cache_dir=str(tmp_path), seed=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    bucketed = _shapes_over_an_epoch(loader)
+    assert len(loader) == 115 and len(bucketed) <= 12, sorted(bucketed)
+    lengths = {T for (_, T), _ in bucketed}
+    assert lengths <= {32, 64, 96, 128}
+    # the control: the same batches with each size as the data makes it
+    unbucketed = {(len(b["input_ids"]), int(b["attention_mask"].sum(1).max()), b["n_tokens"]) for b in loader}
+    assert len(unbucketed) > 100
