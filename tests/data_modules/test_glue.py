@@ -108,7 +108,8 @@ def test_datamodule_tokenizes_caches_and_pads(sample_tokenizer, tmp_path):
     assert sample["token_type_ids"].tolist() == [0] * len(sample["input_ids"])
     batch = next(iter(dm.val_dataloader()))
     lengths = [len(dm.datasets["dev"][i]["input_ids"]) for i in range(8)]
-    assert batch["input_ids"].shape == (8, max(lengths))  # padded to the batch's longest row
+    # padded to the batch's longest row rounded up to the length bucket (data_modules/shapes.py), at most max_seq_len
+    assert batch["input_ids"].shape == (8, min(dm.max_seq_len, -(-max(lengths) // 32) * 32))
     assert batch["attention_mask"].sum(1).tolist() == lengths
     assert batch["labels"].dtype == torch.long and batch["index"].tolist() == list(range(8))
     dm.setup("predict")
