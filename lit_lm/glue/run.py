@@ -147,6 +147,7 @@ def run_or_skip(plan: Plan, task: str, seed: int, label: str) -> dict[str, Any]:
     if done.is_file() and not plan.overwrite:
         result = json.loads(done.read_text())
         _reusable(result, plan.fit_args(task, seed), run_dir)
+        result["metrics"] = official_metrics(task, result["logged"])  # scored by today's rule (a NaN correlation: 0)
         if plan.predict and not all((run_dir / f).is_file() for f in submission_files(task)):
             predict_only(plan, task, result)
         _say(f"{label}: done before, skipped ({metrics_line(result['metrics'])}; --overwrite reruns)"

@@ -23,6 +23,7 @@ accuracy, STS-B Pearson and Spearman, MNLI matched and mismatched accuracy. Two 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -33,14 +34,23 @@ _METRIC_NAMES = {"matthews": "Matthews corr.", "accuracy": "accuracy", "f1": "F1
                  "spearman": "Spearman", "matched": "matched acc.", "mismatched": "mismatched acc."}
 """A table's name for each official metric (``GLUETask.leaderboard_metrics``)."""
 
+_CORRELATIONS = ("matthews", "pearson", "spearman")
+"""The metrics that are 0 for a prediction unrelated to the labels, a constant one included."""
+
 
 def official_metrics(task: str, logged: Mapping[str, float]) -> dict[str, float]:
-    """The official dev metric(s) of ``task`` from the dict ``trainer.validate`` returned (fractions, as logged)."""
+    """The official dev metric(s) of ``task`` from the dict ``trainer.validate`` returned (fractions, as logged).
+
+    A correlation that is NaN scores 0: torchmetrics' Pearson of a constant prediction (zero variance) is NaN, where
+    its Spearman of the same prediction is 0, as GLUE's scorer (sklearn) makes the Matthews correlation of a constant
+    prediction; a NaN would otherwise make every average over seeds and tasks NaN. result.json keeps the logged value.
+    """
     wanted = TASKS[task].leaderboard_metrics
     missing = [key for _, key in wanted if key not in logged]
     if missing:
         raise ValueError(f"validation of {task} logged no {', '.join(missing)} (got {', '.join(sorted(logged))})")
-    return {name: float(logged[key]) for name, key in wanted}
+    values = {name: float(logged[key]) for name, key in wanted}
+    return {name: 0.0 if math.isnan(v) and name in _CORRELATIONS else v for name, v in values.items()}
 
 
 def task_score(metrics: Mapping[str, float]) -> float:
@@ -54,7 +64,9 @@ def glue_score(task_scores: Mapping[str, float]) -> Optional[float]:
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, Optional[float]]:
-    """Mean and sample standard deviation (n - 1); the sd is None for a single value."""
+    """Mean and sample standard deviation (n - 1); the sd is None for a single value, NaN when a value is."""
+    if len(values) > 1 and any(math.isnan(v) for v in values):
+        return math.nan, math.nan  # statistics.stdev raises on a NaN instead of returning one
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
@@ -89,7 +101,7 @@ def summarize(runs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str
         mean = glue_score({t: tasks[t]["score"]["mean"] for t in included})
         common = set.intersection(*(set(runs[t]) for t in included))
         per_seed = {s: glue_score({t: task_score(runs[t][s]) for t in included}) for s in sorted(common)}
-        sd = statistics.stdev(per_seed.values()) if len(per_seed) > 1 else None
+        sd = mean_sd(list(per_seed.values()))[1]
         return {"mean": mean, "sd": sd, "per_seed": {str(s): v for s, v in per_seed.items()}, "tasks": included,
                 "complete": included == out_of}
 

@@ -302,7 +302,7 @@ def _validate_fixed(task: str, data_dir: Path, tokenizer: Path, cache: Path, out
     model = SequenceClassification(tokenizer=str(tokenizer), config="tiny", num_labels=dm.task.num_labels)
     queue = list(outputs)
 
-    def forward(input_ids, token_type_ids=None, attention_mask=None):
+    def forward(input_ids, token_type_ids=None, attention_mask=None, token_index=None):
         rows = torch.tensor([queue.pop(0) for _ in range(input_ids.shape[0])])
         if dm.task.is_regression:
             return rows.float()[:, None]

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from data_modules.glue import TASKS, GLUETask
 from data_modules.tokenizer import train_tokenizer
 from lit_lm.classification import SequenceClassification
-from lit_lm.glue.scoring import render_table, summarize
+from lit_lm.glue.scoring import official_metrics, render_table, summarize
 
 LOGIT = 2.0  # the logit of the predicted class; the others are 0
 
@@ -140,7 +140,7 @@ def validate(tokenizer_path: Path, task_name: str, preds: list[list], labels: li
         else:
             tables.append(LOGIT * torch.nn.functional.one_hot(torch.tensor(p), task.num_labels).float())
 
-    def fixed_logits(input_ids, token_type_ids=None, attention_mask=None):
+    def fixed_logits(input_ids, token_type_ids=None, attention_mask=None, token_index=None):
         return tables[int(input_ids[0, 1])][input_ids[:, 0]]
 
     monkeypatch.setattr(module, "forward", fixed_logits)
@@ -225,6 +225,24 @@ def test_stsb_pearson_and_spearman_with_ties(tokenizer_path, monkeypatch):
 
     assert abs(pearson(ordinal(scores), ordinal(labels)) - spearman(scores, labels)) > 1e-3
     assert got["val/loss"] == pytest.approx(sum((s - y) ** 2 for s, y in zip(scores, labels)) / 12, abs=1e-5)
+
+
+def test_a_constant_stsb_prediction_scores_zero_not_nan(tokenizer_path, monkeypatch):
+    """An encoder that predicts one score for every pair (a random init after a few steps does) has no correlation
+    with the labels: torchmetrics logs Pearson NaN but Spearman 0; the official metrics score both 0, so the seed's
+    and the task's averages stay numbers (a NaN there once ended a whole lit-lm glue without results.json)."""
+    labels = [0.0, 1.2, 2.5, 3.8, 5.0, 0.4]
+    got = validate(tokenizer_path, "stsb", [[2.5] * 6], [labels], [[2, 4]], monkeypatch)
+    assert math.isnan(got["val/pearson"]) and got["val/spearman"] == 0.0
+    metrics = official_metrics("stsb", got)
+    assert metrics == {"pearson": 0.0, "spearman": 0.0}
+    summary = summarize({"stsb": {1: metrics, 2: {"pearson": 0.2, "spearman": 0.4}}})
+    assert summary["bert_style"]["mean"] == pytest.approx(0.15) and summary["bert_style"]["sd"] == pytest.approx(
+        0.3 / math.sqrt(2))
+    nan = official_metrics("rte", {"val/acc": float("nan")})
+    assert math.isnan(nan["accuracy"])  # only correlations are 0; any other NaN shows as one, and nothing raises
+    rte = summarize({"rte": {1: nan, 2: {"accuracy": 0.5}}})["tasks"]["rte"]["score"]
+    assert math.isnan(rte["mean"]) and math.isnan(rte["sd"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
