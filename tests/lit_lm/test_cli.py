@@ -13,7 +13,7 @@ from lit_lm.lightning_cli import LitLMCLI, make_cli
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN_LAYERS = ["configs/quickstart.yaml", "configs/wikitext2_tiny.yaml"]  # layered on cli.yaml (tiny models)
-BUDGET_LAYERS = ["configs/cpu_hour.yaml"]
+BUDGET_LAYERS = ["configs/cpu_hour.yaml", "configs/gpu_hour.yaml"]
 STANDALONE = ["configs/sst2.yaml", "configs/quickstart_sst2.yaml"]  # fine-tuning: another model class
 
 
@@ -115,6 +115,20 @@ def test_cpu_hour_is_a_time_budget_recipe(monkeypatch):
     assert (c.n_layer, c.n_embd, c.relative_positions, c.hidden_dropout) == (4, 256, "alibi", 0.0)
     assert h.budget == "time" and t.max_steps == -1 and cli.config["trainer"]["max_time"] == "00:01:00:00"
     assert c.vocab_size == cli.datamodule.vocab_size == 8192
+
+
+def test_gpu_hour_is_the_budget_recipe_on_a_gpu(monkeypatch):
+    """The same model and schedule as cpu_hour, at the batch, lr and workers measured on the H200 (parsed with the
+    accelerator set to the CPU here: the trainer of a gpu accelerator cannot be built without one)."""
+    import yaml
+
+    assert yaml.safe_load((REPO / "configs/gpu_hour.yaml").read_text())["trainer"]["accelerator"] == "gpu"
+    cli = _instantiate(["--config", "cli.yaml", "--config", "configs/gpu_hour.yaml", "--trainer.accelerator", "cpu"],
+                       monkeypatch)
+    c, h, t = cli.model.config, cli.model.hparams, cli.trainer
+    assert (c.n_layer, c.n_embd, c.relative_positions, c.vocab_size) == (4, 256, "alibi", 8192)
+    assert h.budget == "time" and h.lr == 1.5e-3 and cli.datamodule.batch_size == 128
+    assert t.gradient_clip_val == 1.0 and cli.model.hparams.compile is False
 
 
 def test_mlm_only_reads_packed_text(tmp_path, monkeypatch):
