@@ -403,14 +403,17 @@ class MLMPretraining(L.LightningModule):
         checkpoint["lit_lm_kind"] = "pretraining"
         # Dropout draws from torch's global RNG: without its state a resumed run drops other units.
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        if torch.cuda.is_available():  # this run's device only: a resume may see fewer GPUs (CUDA_VISIBLE_DEVICES=0)
+            checkpoint["rng_states"]["cuda"] = [torch.cuda.get_rng_state(self._cuda_device())]
         if self._trainer is not None and self.trainer.world_size > 1:
             # Each rank draws as many dropout numbers as its own batches hold, so the ranks' states differ: keep
             # every rank's (on_save_checkpoint runs on every rank), or a resumed rank > 0 drops other units.
             checkpoint["rng_states"]["torch_per_rank"] = self.all_gather(torch.get_rng_state()).cpu()
             if self.device.type == "cuda":
                 checkpoint["rng_states"]["cuda_per_rank"] = self.all_gather(torch.cuda.get_rng_state(self.device)).cpu()
+
+    def _cuda_device(self) -> Union[torch.device, str]:
+        return self.device if self.device.type == "cuda" else "cuda"  # "cuda": the current device
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The model is built from the config before the checkpoint is read. A YAML whose config_overrides change the
@@ -445,8 +448,10 @@ class MLMPretraining(L.LightningModule):
         states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
         if states is not None:
             torch.set_rng_state(states["torch"])
-            if "cuda" in states and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(states["cuda"])
+            if states.get("cuda") and torch.cuda.is_available():
+                # one state (this format), or every visible GPU's (checkpoints before 2026-12-04): this device's
+                saved, index = states["cuda"], self.device.index or 0
+                torch.cuda.set_rng_state(saved[index] if index < len(saved) else saved[0], self._cuda_device())
             rank, world = self.trainer.global_rank, self.trainer.world_size
             if len(states.get("torch_per_rank", ())) == world:  # this rank's own (same world size)
                 torch.set_rng_state(states["torch_per_rank"][rank].clone())  # a row view of the stack segfaults

@@ -144,10 +144,6 @@ def test_a_checkpoint_with_cuda_states_resumes_without_cuda():
     assert torch.equal(torch.get_rng_state(), cpu)
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="lit_lm/pretraining.py on_save_checkpoint keeps torch.cuda.get_rng_state_all() "
-                   "(every visible GPU's generator) and on_train_start writes them all back with set_rng_state_all: "
-                   "a checkpoint from a machine with more visible GPUs than the resuming one fails on a device "
-                   "index that does not exist (a single-device run needs only its own device's state)")
 def test_a_single_gpu_checkpoint_resumes_where_fewer_gpus_are_visible(monkeypatch):
     """A single-device run on a machine with 8 visible GPUs, resumed on one with 1 (another machine, or
     CUDA_VISIBLE_DEVICES=0, as lit-lm glue's help suggests): the resume must set its own device's state only."""
