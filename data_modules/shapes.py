@@ -25,13 +25,15 @@ LENGTH_STEP = 32
 layout, so a coarser step wastes more of its work on short batches; 32 keeps the waste under a quarter at T >= 128
 and is a multiple of 8 (tensor cores)."""
 
-TOKEN_BUCKETS = 8
-"""The real-token count N is rounded up to a multiple of B * T / TOKEN_BUCKETS: at most 8 sizes per padded length,
-and the filler rows cost at most an eighth of B * T more per-token work (measured in BENCHMARKS.md, "Shapes")."""
+TOKEN_BUCKETS = 16
+"""The real-token count N is rounded up to a multiple of B * T / TOKEN_BUCKETS: at most 16 sizes per padded length,
+and the filler rows cost at most a sixteenth of B * T more per-token work (eighths cost the CPU's tiny-model step 8%
+on the sample corpus's pairs; BENCHMARKS.md, "The loop and the shapes")."""
 
-MASKED_BUCKETS = 64
-"""The masked count M is rounded up to a multiple of B * T / MASKED_BUCKETS (at least 8): with 15% masking a
-batch's M varies by a few percent, so one or two sizes per padded length."""
+MASKED_BUCKETS = 256
+"""The masked count M is rounded up to a multiple of B * T / MASKED_BUCKETS (at least 8; 64 rows at B128 x T128):
+with 15% masking a batch's M varies by a few percent, so two or three sizes per padded length, and the vocabulary
+projection, a large share of a small model's step, computes at most ~3% filler rows."""
 
 
 def round_up(n: int, step: int) -> int:

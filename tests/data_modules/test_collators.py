@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_modules import shapes
 from data_modules.collators import MLMCollator, PadCollator
 from data_modules.tokenizer import SpecialIds
 
@@ -176,7 +177,7 @@ def test_the_batch_carries_its_layout():
     ti = batch["token_index"]
     assert batch["n_tokens"] == len(real) == int(flat_mask.sum())
     assert torch.equal(ti[: len(real)], real) and (ti[len(real):] == B * T).all()
-    assert len(ti) % (B * T // 8) == 0 or len(ti) == B * T
+    assert len(ti) % (B * T // shapes.TOKEN_BUCKETS) == 0 or len(ti) == B * T
     labels = batch["labels"].reshape(-1)
     n = batch["n_masked"]
     assert n == int((labels != -100).sum())
