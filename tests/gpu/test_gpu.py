@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gpu_fixtures import cuda_pretrained, cuda_sst2, gpu_cache  # noqa: F401  (fixtures)
 from gpu_helpers import ACCELERATOR, CUDA, CUDA_ONLY, DEVICE, NO_CUDA, ON_CPU, SYNC_FROM, SYNC_TO
 from one_line import run_main
 

@@ -1,4 +1,5 @@
-"""Fixtures of the gpu tier: one short quickstart pretraining and one SST-2 fine-tuning on the device, shared by the
+"""Fixtures of the gpu tier (imported by test_gpu.py: a conftest.py here would shadow tests/conftest.py, which the
+CPU suite imports as `conftest`): one short quickstart pretraining and one SST-2 fine-tuning on the device, shared by the
 tests that need a checkpoint made there (predict, export, lit_lm.load, lit-lm glue).
 
 The tier reuses the CPU suite's helpers: ``one_line.run_main`` (tests/, on sys.path through tests/conftest.py) runs a
