@@ -34,7 +34,9 @@ at its summary line (after fit; the corpus case: when the cache is ready); there
 Columns: RSS of the main process at start / step N / end; peak = the kernel's high-water mark of the main process
 (``VmHWM``, exact whenever it happened); peak / step N: how far the peak lies above the steady state; workers: the
 largest sum of the workers' PSS in a sample (and most workers alive at once); tree PSS: main + workers at one sample,
-the largest; steps/s from the job's last progress line; wall: the job's seconds, start-up included.
+the largest; steps/s from the job's last progress line; wall: the job's seconds, start-up included; CPU: the CPU
+seconds of the whole tree (``wait4``: user + system, workers included), which, unlike steps/s and wall, a busy shared
+host does not inflate much.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Row:
     watch: Optional[Watch] = None
     rate: Optional[float] = None
     wall: float = 0.0
+    cpu: float = 0.0
     failed: str = ""
 
 
@@ -187,9 +190,11 @@ def run(case: str, repo: Path, cmd: list[str], log: Path, args: argparse.Namespa
                     row.rate = float(rate[1])
             elif END.search(line):
                 watch.take("end")
-        rc = job.wait()
+        _, status, usage = os.wait4(job.pid, 0)  # Popen.wait would drop the tree's CPU time
+        job.returncode = rc = os.waitstatus_to_exitcode(status)
         watch.stop()
     row.wall = time.monotonic() - t0
+    row.cpu = usage.ru_utime + usage.ru_stime  # the job's and the children it waited for: its workers
     if rc != 0:
         row.failed = f"exit {rc}; last lines of {log}:\n" + "".join(log.read_text().splitlines(True)[-15:])
     return row
@@ -209,12 +214,12 @@ def report(rows: list[Row], at_step: int) -> None:
             print(f"  {t:7.1f} s  {mark:<10} main {s.rss / MB:,.0f}, {s.workers} workers {s.workers_rss / MB:,.0f} "
                   f"max{pss}")
     print(f"\n| case | repo | start RSS | RSS at step {at_step} | peak RSS | end RSS | peak / step {at_step} | "
-          "workers' PSS (n) | tree PSS | steps/s | wall s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "workers' PSS (n) | tree PSS | steps/s | wall s | CPU s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         w = row.watch
         if w is None:
-            print(f"| {row.case} | {row.repo} | {row.failed} |" + " |" * 9)
+            print(f"| {row.case} | {row.repo} | {row.failed} |" + " |" * 10)
             continue
         start, mid = w.marks.get("start"), w.marks.get(f"step {at_step}")
         end = w.marks.get("end", w.last)
@@ -223,7 +228,7 @@ def report(rows: list[Row], at_step: int) -> None:
         rate = f"{row.rate:.2f}" if row.rate is not None else "-"
         status = " (failed)" if row.failed else ""
         print(f"| {row.case}{status} | {row.repo} | {_mb(start)} | {_mb(mid)} | {w.hwm / MB:,.0f} | {_mb(end)} | "
-              f"{ratio} | {workers} | {w.tree_pss / MB:,.0f} | {rate} | {row.wall:.0f} |")
+              f"{ratio} | {workers} | {w.tree_pss / MB:,.0f} | {rate} | {row.wall:.0f} | {row.cpu:.0f} |")
     print("\nMB = 1e6 bytes. RSS counts pages a forked worker shares with the main process in both; PSS splits them.")
 
 
