@@ -150,7 +150,7 @@ from data_modules.collators import MLMCollator
 collator = MLMCollator(dm.special, tok.get_vocab_size(), mlm_probability=0.15, seed=dm.seed)
 batch = collator([example])
 masked_ids, labels = batch["input_ids"][0], batch["labels"][0]
-print("batch tensors:", {k: tuple(v.shape) for k, v in batch.items()}, "\n")
+print("batch tensors:", {k: tuple(v.shape) if hasattr(v, "shape") else v for k, v in batch.items()}, "\n")
 print(" ".join(tok.id_to_token(int(i)) for i in masked_ids), "\n")
 for pos in (labels != -100).nonzero()[:, 0].tolist():
     original, shown = tok.id_to_token(int(labels[pos])), tok.id_to_token(int(masked_ids[pos]))
