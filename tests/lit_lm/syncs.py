@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -43,17 +43,31 @@ def _caller() -> str:
     return f"{os.path.relpath(frame.f_code.co_filename, REPO)}:{frame.f_lineno}"
 
 
-class SyncCounter(TorchFunctionMode):
-    """``with SyncCounter() as c: ...`` then ``c.calls``: Counter of (op, 'file:line') for every synchronising call."""
+def _on_stack(filename: str) -> bool:
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename != filename:
+        frame = frame.f_back
+    return frame is not None
 
-    def __init__(self) -> None:
+
+class SyncCounter(TorchFunctionMode):
+    """``with SyncCounter() as c: ...`` then ``c.calls``: Counter of (op, 'file:line') for every synchronising call.
+
+    ``within``: count only calls made while that file is on the stack (its own reads and what it asks a library to
+    read); ``when``: also record ``when()`` at each counted call in ``c.moments`` (e.g. the trainer's step)."""
+
+    def __init__(self, within: str | None = None, when: Callable[[], Any] | None = None) -> None:
         super().__init__()
         self.calls: Counter = Counter()
+        self.within, self.when = within, when
+        self.moments: list = []
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
-        if _is_sync(name, args):
+        if _is_sync(name, args) and (self.within is None or _on_stack(self.within)):
             self.calls[(name, _caller())] += 1
+            if self.when is not None:
+                self.moments.append(self.when())
         return func(*args, **(kwargs or {}))
 
     def ours(self) -> Counter:

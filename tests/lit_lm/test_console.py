@@ -5,7 +5,6 @@ on the steps that report, and --trainer.default_root_dir."""
 from __future__ import annotations
 
 import re
-import sys
 import warnings
 
 import lightning as L
@@ -13,29 +12,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from torch.overrides import TorchFunctionMode
-
 from lit_lm import console
 from lit_lm.console import ModelSummary, ProgressBar, quiet_library_notices
 from lit_lm.pretraining import training_flops
 from one_line import run_main
-
-
-class _Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        loss = self.layer(batch[0]).pow(2).mean()
-        self.log("train/loss", loss)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/acc", torch.tensor(0.25))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+from syncs import SyncCounter
+from tiny_fit import TinyRegression
 
 
 def _loader(n: int = 8) -> DataLoader:
@@ -45,7 +27,7 @@ def _loader(n: int = 8) -> DataLoader:
 def _fit(bar: ProgressBar, tmp_path, **trainer) -> L.Trainer:
     t = L.Trainer(max_steps=6, max_epochs=-1, callbacks=[bar], logger=False, enable_checkpointing=False,
                   enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0, **trainer)
-    t.fit(_Tiny(), _loader(), _loader())
+    t.fit(TinyRegression(), _loader(), _loader())
     return t
 
 
@@ -67,32 +49,6 @@ def test_in_a_terminal_the_bar_counts_steps_against_max_steps(tmp_path):
     assert (train.total, train.n) == (6, 6) and train.desc.rstrip(": ") == "Epoch 1 · step"
 
 
-class _TensorReads(TorchFunctionMode):
-    """Records the training step of every read of a tensor's value on the host (on a GPU: a wait for the device)
-    made while lit_lm/console.py is on the stack, whether console.py reads the tensor itself or asks Lightning to."""
-
-    READS = {"__float__", "__int__", "__index__", "__bool__", "item", "tolist"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trainer = None
-        self.steps: list[int] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", None) in self.READS and self._from_console():
-            self.steps.append(self.trainer.global_step)
-        return func(*args, **(kwargs or {}))
-
-    @staticmethod
-    def _from_console() -> bool:
-        frame = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename == console.__file__:
-                return True
-            frame = frame.f_back
-        return False
-
-
 @pytest.mark.parametrize("interactive, limit", [(False, dict(max_steps=-1, max_epochs=2)),  # Lightning's batch path
                                                 (True, dict(max_steps=10, max_epochs=-1))],  # the bar's postfix
                          ids=["lines-epoch-limited", "bar-step-limited"])
@@ -100,13 +56,13 @@ def test_tensors_are_read_only_on_the_steps_that_report(tmp_path, capsys, intera
     bar = ProgressBar(interactive=interactive)
     trainer = L.Trainer(callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
                         default_root_dir=tmp_path, num_sanity_val_steps=0, log_every_n_steps=5, **limit)
-    reads = _TensorReads()
-    reads.trainer = trainer
+    # every host read of a tensor made while console.py is on the stack, itself or through Lightning (tests/lit_lm/syncs.py)
+    reads = SyncCounter(within=console.__file__, when=lambda: trainer.global_step)
     with reads:
-        trainer.fit(_Tiny(), _loader(10), _loader(4))  # 5 batches an epoch, 10 steps, validation after each epoch
+        trainer.fit(TinyRegression(), _loader(10), _loader(4))  # 5 batches an epoch, 10 steps, validation after each epoch
     assert trainer.global_step == 10
     # steps 5 and 10 print (or refresh the bar's metrics) and end a validation; the other eight read nothing
-    assert set(reads.steps) == {5, 10}, reads.steps
+    assert set(reads.moments) == {5, 10}, reads.calls
 
 
 def test_summary_shows_training_flops_not_a_column_of_zeros(tmp_path, caplog):

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_lm import memory
 from lit_lm.console import ProgressBar, write_summary
+from tiny_fit import TinyRegression
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc")
 
@@ -101,26 +102,12 @@ def test_cuda_peaks_come_from_the_allocator_and_an_unused_device_is_never_asked(
     assert footprint.summary().endswith(", CUDA 3.20 GB allocated / 4.00 GB reserved")
 
 
-class _Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        loss = self.layer(batch[0]).pow(2).mean()
-        self.log("train/loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_a_fit_logs_memory_and_its_summary_says_the_peak(tmp_path, capsys):
     loader = DataLoader(TensorDataset(torch.randn(16, 4)), batch_size=2, num_workers=1)  # one worker, 8 batches
     trainer = L.Trainer(max_steps=6, callbacks=[ProgressBar(interactive=False)], log_every_n_steps=2,
                         logger=CSVLogger(tmp_path, name="run", version=""), enable_checkpointing=False,
                         enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(_Tiny(), loader)
+    trainer.fit(TinyRegression(), loader)
     write_summary(trainer, trainer.lightning_module, 1.0)
 
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
