@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.trainer.states import RunningStage
 
 from data_modules.tokenizer import load_error
+from lit_lm.step_stats import logging_step
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
@@ -68,7 +69,7 @@ class TokenThroughput(ThroughputMonitor):
         self._batches[stage] += 1
         self._flops_since[stage] = self._flops_since.get(stage, 0) + int(getattr(pl_module, "flops_per_batch", 0) or 0)
         training = stage == RunningStage.TRAINING
-        if training and not (trainer._logger_connector.should_update_logs and not trainer.fit_loop._should_accumulate()):
+        if training and not logging_step(trainer):
             return  # counted; measured on the next logging step
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()  # the clock then includes every queued step
@@ -170,7 +171,7 @@ class DivergenceGuard(L.Callback):
                               f"later non-finite one; stopped at step {trainer.global_step}); {_stopped(trainer)}")
 
     def on_train_batch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule", *args: Any) -> None:
-        if trainer._logger_connector.should_update_logs:
+        if logging_step(trainer):
             self._check(trainer)
 
     def on_save_checkpoint(self, trainer: "L.Trainer", pl_module: "L.LightningModule", checkpoint: dict) -> None:

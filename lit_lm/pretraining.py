@@ -190,7 +190,7 @@ class MLMPretraining(L.LightningModule):
                                             masked, batch.get("token_index"))
         mlm_logits = mlm_logits.view(-1, mlm_logits.shape[-1])  # (M or B*T, V); rows with target -100 are ignored
         out = {"mlm_loss": F.cross_entropy(mlm_logits.float(), targets, ignore_index=-100)}
-        out["mlm_logits"], out["mlm_targets"] = mlm_logits, targets
+        out["mlm_logits"], out["mlm_targets"], out["mlm_index"] = mlm_logits, targets, masked
         out["nsp_logits"] = nsp_logits
         out["loss"] = out["mlm_loss"]
         if self.hparams.nsp:
@@ -241,7 +241,7 @@ class MLMPretraining(L.LightningModule):
         if batch_idx == 0:  # a few decoded examples for TensorBoard's text panel
             top1 = out["mlm_logits"].argmax(-1)
             if self.hparams.sparse_prediction:  # filler rows write position 0, a [CLS] that is never shown
-                pred = torch.full_like(labels, -100).view(-1).index_copy(0, _masked(batch)[0], top1).view_as(labels)
+                pred = torch.full_like(labels, -100).view(-1).index_copy(0, out["mlm_index"], top1).view_as(labels)
             else:
                 pred = top1.view_as(labels)
             self._examples = (batch["input_ids"][:3].cpu(), labels[:3].cpu(), pred[:3].cpu(), batch["attention_mask"][:3].cpu())
