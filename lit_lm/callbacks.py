@@ -1,4 +1,4 @@
-"""Callbacks and plugins configured from YAML: throughput and MFU, divergence stop, atomic checkpoints."""
+"""Callbacks and plugins configured from YAML: throughput and MFU, memory, divergence stop, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.trainer.states import RunningStage
 
 from data_modules.tokenizer import load_error
-from lit_lm.step_stats import logging_step
+from lit_lm.memory import Footprint
+from lit_lm.step_stats import logged_step, logging_step
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
@@ -77,6 +78,47 @@ class TokenThroughput(ThroughputMonitor):
         self._throughputs[stage].update(time=time.perf_counter() - self._t0s[stage], batches=self._batches[stage],
                                         samples=self._samples[stage], lengths=self._lengths[stage],
                                         flops=flops if hasattr(pl_module, "flops_per_batch") else None)
+
+
+class MemoryMonitor(L.Callback):
+    """What the job's memory is doing (``lit_lm.memory.Footprint``: the main process, its DataLoader workers, CUDA's
+    peaks), sampled on logging steps, every ``log_every_n_steps`` batches of a validation and at the ends of epochs
+    and of training; logged as ``memory/*`` scalars, and its peaks are the summary line's (``console.write_summary``).
+
+    A callback of its own, added by the CLI to every trainer, so that a run with the progress bar off still counts its
+    workers: the kernel keeps the main process's peak (``ru_maxrss``) but nothing of a live worker's. Rank zero only,
+    like the loggers it writes to. A sample reads host counters only, never the device."""
+
+    def __init__(self) -> None:
+        self.footprint = Footprint()
+        self._logged_step = -1
+
+    def _sample(self, trainer: "L.Trainer", log: bool) -> None:
+        if not trainer.is_global_zero:
+            return
+        scalars = self.footprint.sample()
+        step = logged_step(trainer)
+        if log and step != self._logged_step:
+            self._logged_step = step
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=step)
+
+    def on_train_batch_end(self, trainer: "L.Trainer", pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if logging_step(trainer):
+            self._sample(trainer, log=True)
+
+    def on_validation_batch_end(self, trainer: "L.Trainer", pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        # mid-epoch, the validation workers live beside the training ones: the tree is at its largest here
+        if not trainer.sanity_checking and batch_idx % max(1, trainer.log_every_n_steps) == 0:
+            self._sample(trainer, log=False)  # no training step of its own to plot it at
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: L.LightningModule) -> None:
+        self._sample(trainer, log=False)
+
+    def on_train_end(self, trainer: "L.Trainer", pl_module: L.LightningModule) -> None:
+        self._sample(trainer, log=True)  # the last point of the curves, unless the last step was just logged
 
 
 class DivergenceError(RuntimeError):

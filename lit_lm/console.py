@@ -2,8 +2,7 @@
 
 The CLI adds ``ProgressBar`` and ``ModelSummary`` to every trainer that does not configure its own, so the output does
 not depend on what else is installed (Lightning picks rich's bar and table when ``rich`` happens to be importable).
-The bar, the one callback every such trainer has, also samples the job's memory (``lit_lm.memory``) where it reports,
-for TensorBoard and the summary line.
+The summary line's memory comes from ``lit_lm.callbacks.MemoryMonitor``, which the CLI also adds to every trainer.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, TQDMProgres
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table, get_human_readable_count
 
+from lit_lm.callbacks import MemoryMonitor
 from lit_lm.memory import Footprint
 
 
@@ -47,8 +47,7 @@ class ProgressBar(TQDMProgressBar):
 
     The training metrics are read only on those reporting steps (and, in a terminal, after a validation): on a GPU
     every read of a tensor makes the host wait for the device, and an ordinary step must not. The bar's position
-    moves every ``refresh_rate`` batches and shows the metrics last read. The job's memory is sampled on the same
-    steps and in validation (``lit_lm.memory.Footprint``) and logged as ``memory/*`` scalars.
+    moves every ``refresh_rate`` batches and shows the metrics last read.
     """
 
     def __init__(self, refresh_rate: int = 1, print_every: Optional[int] = None,
@@ -66,7 +65,6 @@ class ProgressBar(TQDMProgressBar):
         self._start: tuple[float, int] = (time.monotonic(), 0)
         self._reported_step = -1
         self._metrics: dict[str, Any] = {}  # read at the last reporting step
-        self.footprint = Footprint()
 
     # ---- bars only in a terminal ------------------------------------------------------------------------------------
     def _bar(self, make: Any) -> Tqdm:
@@ -115,30 +113,13 @@ class ProgressBar(TQDMProgressBar):
             return
         self._reported_step = step
         self._metrics = self._read_metrics(trainer, pl_module)
-        self._sample_memory(trainer, log=True)
         if not bar.disable:
             bar.set_postfix(self._metrics)
         if not self.interactive:
             print(self._progress_line(trainer, pl_module), flush=True)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self.is_enabled:
-            self._sample_memory(trainer, log=False)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
-        if self.is_enabled:  # the last point of the memory curves, unless the last step was just reported
-            self._sample_memory(trainer, log=trainer.global_step != self._reported_step)
-
     def _every(self, trainer: L.Trainer) -> int:
         return self.print_every or trainer.log_every_n_steps or 50
-
-    def _sample_memory(self, trainer: L.Trainer, log: bool) -> None:
-        scalars = self.footprint.sample()
-        if log:
-            for logger in trainer.loggers:
-                logger.log_metrics(scalars, step=trainer.global_step)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The metrics read at the last reporting step. Lightning's bar asks for them at every refresh, at epoch ends
@@ -170,13 +151,6 @@ class ProgressBar(TQDMProgressBar):
             remaining = (trainer.max_steps - step) / rate
         parts.append(f"elapsed {_clock(elapsed)}" + (f", left {_clock(remaining)}" if remaining is not None else ""))
         return " · ".join(parts)
-
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
-        super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-        # mid-epoch, the validation workers live beside the training ones: the tree is at its largest here
-        if self.is_enabled and not trainer.sanity_checking and batch_idx % self._every(trainer) == 0:
-            self._sample_memory(trainer, log=False)  # no training step of its own to plot it at
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.interactive and self.is_enabled and not trainer.sanity_checking and trainer.state.fn == "fit":
@@ -249,8 +223,8 @@ def write_summary(trainer: L.Trainer, pl_module: L.LightningModule, seconds: flo
     log_dir = trainer.log_dir
     if not trainer.is_global_zero:
         return
-    bar = next((c for c in trainer.callbacks if isinstance(c, ProgressBar)), None)  # its samples saw the workers
-    line = run_summary(trainer, pl_module, seconds, log_dir, bar.footprint if bar is not None else None)
+    monitor = next((c for c in trainer.callbacks if isinstance(c, MemoryMonitor)), None)  # its samples saw the workers
+    line = run_summary(trainer, pl_module, seconds, log_dir, monitor.footprint if monitor is not None else None)
     print(line, flush=True)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 from data_modules.glue import GLUEDataModule, get_task
 from data_modules.tokenizer import load_error
 from lit_lm import console, resources
-from lit_lm.callbacks import guard_checkpoint_reads
+from lit_lm.callbacks import MemoryMonitor, guard_checkpoint_reads
 from lit_lm.config import option
 
 
@@ -93,6 +93,8 @@ class LitLMCLI(LightningCLI):
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         if trainer_config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(console.ProgressBar())
+        if not any(isinstance(c, MemoryMonitor) for c in callbacks):  # the summary line's peaks, bar or no bar
+            callbacks.append(MemoryMonitor())
         if trainer_config.get("enable_model_summary", True) is not False and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(console.ModelSummary())
             kwargs["enable_model_summary"] = False  # Lightning's own would only say it skipped adding its default

@@ -36,3 +36,10 @@ def logging_step(trainer: "L.Trainer") -> bool:
     """Whether this training batch is the last of a step Lightning writes to the logger (every
     ``log_every_n_steps`` optimizer steps, and when the run stops), as its LearningRateMonitor asks."""
     return trainer._logger_connector.should_update_logs and not trainer.fit_loop._should_accumulate()
+
+
+def logged_step(trainer: "L.Trainer") -> int:
+    """The x of the metrics Lightning writes on this batch: its loggers count stepped batches, and in a callback's
+    ``on_train_batch_end`` that count is still the one before this step (Lightning logs ``train/loss`` of global step
+    2 at x = 1), so a scalar a callback writes here lines up with the module's curves."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from one_line import cli_error, run_main
 
+from lit_lm import console
+from lit_lm.callbacks import MemoryMonitor
 from lit_lm.cli import main
 from lit_lm.lightning_cli import LitLMCLI, make_cli
 
@@ -225,3 +227,12 @@ def test_fsdp_parses_and_needs_a_gpu(tmp_path, capfd, monkeypatch):
                   f"--data.cache_dir={tmp_path / 'cache'}"], capfd, monkeypatch)
     assert "fsdp" in msg
     assert not runs.exists()
+
+
+@pytest.mark.parametrize("bar", ["true", "false"])
+def test_every_trainer_gets_one_memory_monitor_with_or_without_the_progress_bar(bar, monkeypatch):
+    cli = _instantiate(["--config", "cli.yaml", "--config", "configs/quickstart.yaml",
+                        "--trainer.enable_progress_bar", bar], monkeypatch)
+    callbacks = cli.trainer.callbacks
+    assert sum(isinstance(c, MemoryMonitor) for c in callbacks) == 1  # the summary line's peaks, workers included
+    assert any(isinstance(c, console.ProgressBar) for c in callbacks) == (bar == "true")
