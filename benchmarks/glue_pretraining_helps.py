@@ -60,7 +60,7 @@ from report import default_out, tee  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from data_modules.glue import TASKS  # noqa: E402
+from data_modules.glue_tasks import TASKS  # noqa: E402
 from lit_lm.glue.scoring import BERT_LEAVES_OUT, summarize  # noqa: E402
 
 ARMS = ("random", "pretrained", "tapt", "mlm_only")
@@ -104,7 +104,8 @@ def _run(cmd: list[str]) -> int:
 def task_corpus(glue_dir: Path, task: str, out: Path) -> Path:
     """The training split's texts of ``task`` as a plain-text corpus (one example a document, its one or two texts
     one per line, documents separated by blank lines), read with the harness's own reader; labels are dropped."""
-    from data_modules.glue import get_task, read_tsv
+    from data_modules.glue_reading import read_tsv
+    from data_modules.glue_tasks import get_task
 
     spec = get_task(task)
     examples = read_tsv(glue_dir / spec.directory / f"{spec.train[0]}.tsv", spec, labelled=True)

@@ -6,16 +6,7 @@
 ``cache_dir/glue-<task>-<hash>/``, where the hash covers the task, the source files' identity, the tokenizer and
 ``max_seq_len``. ``setup`` only loads that directory. Batches are padded per batch (dynamic padding).
 
-The files are tab-separated, one example a line, and are NOT CSV: SST-2 and MNLI sentences contain unbalanced quote
-characters, so lines are split on tabs and nothing else. SST-2 looks like this (GLUE keeps a trailing space)::
-
-    sentence<TAB>label
-    it 's a charming and often affecting journey . <TAB>1
-
-and its test split ``index<TAB>sentence`` has no labels (GLUE scores submissions on its server). The release's other
-quirks are read as they are: CoLA's train and dev files have no header (``GLUETask.columns``), MRPC's train and dev
-headers start with a UTF-8 BOM, CoLA's dev file and the diagnostic set end without a final newline, STS-B's test file
-has one column fewer (no score); tests/data_modules/test_glue_real.py reads every file of the real release.
+The task table is data_modules.glue_tasks; reading the release files, data_modules.glue_reading.
 """
 
 from __future__ import annotations
@@ -24,9 +15,8 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import lightning as L
 import numpy as np
@@ -34,10 +24,11 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
-from data_modules import resources, sources
+from data_modules import resources
 from data_modules.cache import build_once, log
-from data_modules.sources import read_lines
 from data_modules.collators import PadCollator, pin_memory
+from data_modules.glue_reading import Examples, hub_examples, load_hub, read_tsv
+from data_modules.glue_tasks import TASKS, get_task  # noqa: F401  TASKS: notebooks/03 imports it from here
 from data_modules.tokenizer import load_tokenizer, special_ids
 
 FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)
@@ -45,205 +36,6 @@ FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)
 
 SAMPLE_DIR = Path(__file__).parent / "samples" / "sst2"
 """A small sentiment set in the SST-2 layout, written for this project (quickstart and tests)."""
-
-Metric = Literal["accuracy", "f1", "matthews", "pearson_spearman"]
-
-
-@dataclass(frozen=True)
-class GLUETask:
-    """One GLUE task: where it keeps its texts and labels (in the release files and on the hub), how it is scored and
-    what the GLUE server wants back. ``TASKS`` below is the one table of these facts."""
-
-    name: str
-    text: tuple[str, ...]
-    """Header names of the one or two text columns (train and dev files)."""
-    label: str
-    """Header name of the label column."""
-    labels: tuple[str, ...]
-    """Label values as the files write them, in class-id order (the hub's ClassLabel order); () = regression."""
-    metric: Metric
-    """The task's GLUE metric besides accuracy (Wang et al., 2018, table 1)."""
-    submission: tuple[str, ...]
-    """GLUE submission file name per test split."""
-    hub_text: tuple[str, ...]
-    """Column names of the texts in ``nyu-mll/glue``."""
-    dev: tuple[str, ...] = ("dev",)
-    test: tuple[str, ...] = ("test",)
-    test_text: Optional[tuple[str, ...]] = None
-    """Header names of the texts in the test files, when they differ from train/dev."""
-    test_index: str = "index"
-    columns: Optional[tuple[str, ...]] = None
-    """Column names of header-less train/dev files (CoLA); None = the files have a header line."""
-    _: KW_ONLY
-    directory: str
-    """The task's directory in the GLUE release (download_glue_data.py's layout: GLUE_DIR/SST-2/train.tsv ...)."""
-    leaderboard_metrics: tuple[tuple[str, str], ...]
-    """The dev metric(s) the GLUE leaderboard reports, in its column order: (official name, the key
-    SequenceClassification logs in ``trainer.validate``). A task scores their unweighted mean."""
-    display: Optional[str] = None
-    """The task's name in a results table, when not ``directory``."""
-    train: tuple[str, ...] = ("train",)
-    """The training split (file stem); () for a test-only set (AX)."""
-    diagnostic: Optional[GLUETask] = None
-    """A test-only set that this task's model also predicts for the GLUE server (MNLI: AX)."""
-    max_epochs: Optional[int] = None
-    """Fine-tuning epochs when not the recipe's (``lit-lm glue`` passes ``--trainer.max_epochs``); None: the recipe's.
-    HF transformers' examples/pytorch/text-classification/README.md: 3 epochs for every task, "with an exception for
-    MRPC and WNLI which are tiny and where we used 5 epochs instead of 3"."""
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels) or 1
-
-    @property
-    def is_regression(self) -> bool:
-        return not self.labels
-
-    @property
-    def display_name(self) -> str:
-        return self.display or self.directory
-
-    @property
-    def files(self) -> list[str]:
-        """The split files in the task's directory: train, dev(s), test(s)."""
-        return [f"{s}.tsv" for s in (*self.train, *self.dev, *self.test)]
-
-
-_BINARY = ("0", "1")
-_NLI2 = ("entailment", "not_entailment")
-_NLI3 = ("entailment", "neutral", "contradiction")
-_PAIR = ("sentence1", "sentence2")
-_ACCURACY = (("accuracy", "val/acc"),)
-_F1_ACCURACY = (("f1", "val/f1"), ("accuracy", "val/acc"))
-
-AX = GLUETask("ax", _PAIR, "label", _NLI3, "matthews", ("AX.tsv",), ("premise", "hypothesis"), dev=(),
-              test=("diagnostic",), directory="diagnostic", leaderboard_metrics=(), train=())
-"""GLUE's diagnostic set: no training or dev data, one unlabelled file (diagnostic/diagnostic.tsv; the hub's ``ax``
-config, split ``test``). Not fine-tuned and not part of the GLUE score: the server wants the MNLI model's predictions
-on it, with MNLI's label strings, as AX.tsv, and scores them with R3, a three-class Matthews correlation."""
-
-TASKS: dict[str, GLUETask] = {
-    t.name: t
-    for t in [  # the leaderboard's column order
-        GLUETask("cola", ("sentence",), "label", _BINARY, "matthews", ("CoLA.tsv",), ("sentence",),
-                 columns=("source", "label", "original_label", "sentence"), directory="CoLA",
-                 leaderboard_metrics=(("matthews", "val/mcc"),)),
-        GLUETask("sst2", ("sentence",), "label", _BINARY, "accuracy", ("SST-2.tsv",), ("sentence",),
-                 directory="SST-2", leaderboard_metrics=_ACCURACY),
-        GLUETask("mrpc", ("#1 String", "#2 String"), "Quality", _BINARY, "f1", ("MRPC.tsv",), _PAIR,
-                 directory="MRPC", leaderboard_metrics=_F1_ACCURACY, max_epochs=5),
-        GLUETask("stsb", _PAIR, "score", (), "pearson_spearman", ("STS-B.tsv",), _PAIR, directory="STS-B",
-                 leaderboard_metrics=(("pearson", "val/pearson"), ("spearman", "val/spearman"))),
-        GLUETask("qqp", ("question1", "question2"), "is_duplicate", _BINARY, "f1", ("QQP.tsv",),
-                 ("question1", "question2"), test_index="id", directory="QQP", leaderboard_metrics=_F1_ACCURACY),
-        GLUETask("mnli", _PAIR, "gold_label", _NLI3, "accuracy", ("MNLI-m.tsv", "MNLI-mm.tsv"),
-                 ("premise", "hypothesis"), dev=("dev_matched", "dev_mismatched"),
-                 test=("test_matched", "test_mismatched"), directory="MNLI", display="MNLI-m/mm", diagnostic=AX,
-                 # SequenceClassification logs dev_matched as val/, dev_mismatched as val_mismatched/
-                 leaderboard_metrics=(("matched", "val/acc"), ("mismatched", "val_mismatched/acc"))),
-        GLUETask("qnli", ("question", "sentence"), "label", _NLI2, "accuracy", ("QNLI.tsv",), ("question", "sentence"),
-                 directory="QNLI", leaderboard_metrics=_ACCURACY),
-        GLUETask("rte", _PAIR, "label", _NLI2, "accuracy", ("RTE.tsv",), _PAIR, directory="RTE",
-                 leaderboard_metrics=_ACCURACY),
-        GLUETask("wnli", _PAIR, "label", _BINARY, "accuracy", ("WNLI.tsv",), _PAIR, directory="WNLI",
-                 leaderboard_metrics=_ACCURACY, max_epochs=5),
-    ]
-}
-"""The nine GLUE tasks by name (``--data.task_name``), in the leaderboard's column order."""
-
-
-def get_task(name: str) -> GLUETask:
-    if name not in TASKS:
-        raise ValueError(f"--data.task_name {name!r}: expected one of {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-def _hub_split(split: str) -> str:
-    """Local file stem -> hub split name (``dev_matched`` -> ``validation_matched``)."""
-    return split.replace("dev", "validation", 1) if split.startswith("dev") else split
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# reading the GLUE files: pure functions
-
-
-@dataclass
-class Examples:
-    """The rows of one split: one or two texts each, labels (None for test splits) and GLUE indices."""
-
-    texts: list[tuple[str, ...]]
-    labels: Optional[list]  # class ids (int) or scores (float)
-    index: list[int]
-
-
-def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
-    """Read one split file of ``task``; every malformed line is a one-line error naming ``path:lineno``."""
-    path = Path(path)
-    lines = list(read_lines(path, "GLUE layout"))
-    if not lines or (len(lines) == 1 and not lines[0]):
-        raise ValueError(f"{path}: empty file; expected the GLUE {task.name} layout")
-    text_cols = task.text if labelled or task.test_text is None else task.test_text
-    if labelled and task.columns is not None:  # CoLA train/dev: no header, fixed columns
-        header, first = list(task.columns), 1
-    else:
-        header, first = lines[0].split("\t"), 2
-        lines = lines[1:]
-        need = [*text_cols, task.label] if labelled else [*text_cols]
-        missing = [c for c in need if c not in header]
-        if missing:
-            raise ValueError(f"{path}:1: header {chr(9).join(header)!r} does not fit GLUE {task.name} "
-                             f"(missing column(s) {', '.join(missing)}; expected columns {', '.join(need)})")
-    if lines and not lines[-1]:  # the newline that ends the last row
-        lines = lines[:-1]
-    if not lines:
-        raise ValueError(f"{path}: no examples after the header")
-    text_at = [header.index(c) for c in text_cols]
-    label_at = header.index(task.label) if labelled else None
-    index_at = header.index(task.test_index) if not labelled and task.test_index in header else None
-    texts, labels, index = [], [] if labelled else None, []
-    for lineno, line in enumerate(lines, first):
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise ValueError(f"{path}:{lineno}: expected {len(header)} tab-separated fields "
-                             f"({', '.join(header)}), got {len(fields)}")
-        texts.append(tuple(sources.join_contractions(fields[i]) for i in text_at))
-        if labelled:
-            labels.append(_parse_label(fields[label_at], task, f"{path}:{lineno}"))
-        if index_at is not None:
-            try:
-                index.append(int(fields[index_at]))
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: index {fields[index_at]!r} is not an integer") from None
-        else:
-            index.append(lineno - first)
-    return Examples(texts, labels, index)
-
-
-def _parse_label(value: str, task: GLUETask, where: str):
-    if task.is_regression:
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{where}: label {value!r} is not a number (task {task.name} is a regression)") from None
-    if value not in task.labels:
-        raise ValueError(f"{where}: label {value!r} is not one of {', '.join(task.labels)} (task {task.name})")
-    return task.labels.index(value)
-
-
-def hub_examples(ds, task: GLUETask, split: str, labelled: bool) -> Examples:
-    """One split of the hub dataset (its labels are class ids already; test labels are -1 there)."""
-    d = ds[_hub_split(split)]
-    texts = [tuple(map(sources.join_contractions, row)) for row in zip(*(d[c] for c in task.hub_text))]
-    labels = None
-    if labelled:
-        labels = [float(x) for x in d["label"]] if task.is_regression else [int(x) for x in d["label"]]
-    return Examples(texts, labels, [int(i) for i in d["idx"]])
-
-
-def load_hub(task: GLUETask):
-    """``nyu-mll/glue`` from the hub, or a one-line error at once when it cannot be reached."""
-    hint = f"pass --data.data_dir DIR holding the GLUE files ({', '.join(task.files)})"
-    return sources.load_hub("nyu-mll/glue", task.name, hint)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -458,4 +250,3 @@ class GLUEDataModule(L.LightningDataModule):
         """The unlabelled GLUE test split(s), for a submission file."""
         loaders = [self._loader(s, shuffle=False) for s in self.test_splits]
         return loaders[0] if len(loaders) == 1 else loaders
-

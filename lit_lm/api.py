@@ -256,7 +256,7 @@ class Classifier(_Checkpoint):
 
     def _task_labels(self, num_labels: int) -> list[str]:
         if self.task_name is not None:
-            from data_modules.glue import TASKS  # imports Lightning: only for checkpoints that name their task
+            from data_modules.glue_tasks import TASKS  # only for checkpoints that name their task
 
             if self.task_name in TASKS:
                 return list(TASKS[self.task_name].labels)

@@ -309,7 +309,7 @@ class SequenceClassification(L.LightningModule):
 def write_submission(path: Path, task: Any, index: list[int], prediction: list[float]) -> int:
     """One GLUE submission file: ``index<TAB>prediction``, a row per test example in index order, the label strings
     the server expects (``entailment`` ..., ``0`` / ``1``; STS-B: the score clipped to [0, 5]). ``task``: a
-    ``data_modules.glue.GLUETask``. Returns the number of rows."""
+    ``data_modules.glue_tasks.GLUETask``. Returns the number of rows."""
     if task.is_regression:
         values = {i: f"{min(5.0, max(0.0, p)):.3f}" for i, p in zip(index, prediction)}
     else:

@@ -85,7 +85,7 @@ def export(checkpoint_path: Union[str, Path], out_dir: Union[str, Path]) -> Path
 
 
 def _label_names(task_name: str | None, num_labels: int) -> list[str]:
-    from data_modules.glue import TASKS
+    from data_modules.glue_tasks import TASKS
 
     task = TASKS.get(task_name or "")
     if task is not None and task.labels and len(task.labels) == num_labels:

@@ -20,7 +20,8 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from data_modules.glue import GLUEDataModule, get_task
+from data_modules.glue import GLUEDataModule
+from data_modules.glue_tasks import get_task
 from data_modules.tokenizer import load_error
 from lit_lm import console, resources
 from lit_lm.callbacks import MemoryMonitor, guard_checkpoint_reads

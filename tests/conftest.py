@@ -110,7 +110,9 @@ def save_checkpoint(module: Any, path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_path(tmp_path_factory) -> Path:
     """A 600-token WordPiece tokenizer trained on the bundled SST-2 sample (tokenizer.json)."""
-    from data_modules.glue import SAMPLE_DIR, TASKS, read_tsv
+    from data_modules.glue import SAMPLE_DIR
+    from data_modules.glue_reading import read_tsv
+    from data_modules.glue_tasks import TASKS
     from data_modules.tokenizer import train_tokenizer
 
     texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]

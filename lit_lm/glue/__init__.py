@@ -8,7 +8,7 @@ and GLUEDataModule, configured by the recipe (configs/sst2.yaml), the per-task o
 config.yaml, checkpoints/last.ckpt, result.json). The dev metrics are ``trainer.validate`` of that last checkpoint,
 so they equal ``python -m lit_lm validate --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt``.
 
-One module a job, from the bottom up (the facts of each task: ``data_modules.glue.TASKS``):
+One module a job, from the bottom up (the facts of each task: ``data_modules.glue_tasks.TASKS``):
 
 - ``scoring``: the GLUE arithmetic and the results table, pure functions;
 - ``plan``: the command line and what it runs, checked before anything runs;

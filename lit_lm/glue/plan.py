@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from data_modules.glue import TASKS
+from data_modules.glue_tasks import TASKS
 from lit_lm import resources
 from lit_lm.errors import OneLineParser
 

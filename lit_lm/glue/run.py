@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from data_modules.glue import TASKS
+from data_modules.glue_tasks import TASKS
 from lit_lm.errors import fail, one_line
 from lit_lm.glue.plan import Plan, make_plan, required_files, task_flags
 from lit_lm.glue.scoring import metrics_line, official_metrics, render_table, summarize, task_score

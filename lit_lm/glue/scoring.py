@@ -28,7 +28,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from data_modules.glue import TASKS
+from data_modules.glue_tasks import TASKS
 
 _METRIC_NAMES = {"matthews": "Matthews corr.", "accuracy": "accuracy", "f1": "F1", "pearson": "Pearson",
                  "spearman": "Spearman", "matched": "matched acc.", "mismatched": "mismatched acc."}

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from data_modules import sources
 from data_modules.collators import PadCollator
-from data_modules.glue import TASKS, GLUETask, hub_examples, read_tsv
+from data_modules.glue_reading import hub_examples, read_tsv
+from data_modules.glue_tasks import TASKS, GLUETask
 from lit_lm.classification import write_submission
 from lit_lm.glue.plan import Plan
 

@@ -30,7 +30,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import data_modules.encoding as encoding
-from data_modules.glue import SAMPLE_DIR as SST2_SAMPLE, TASKS, GLUEDataModule, read_tsv
+from data_modules.glue import SAMPLE_DIR as SST2_SAMPLE, GLUEDataModule
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 from data_modules.tokenizer import train_tokenizer
 from data_modules.wikitext import SAMPLE_DIR, WikiText103DataModule
 

@@ -208,7 +208,9 @@ def test_a_filesystem_without_locks_still_builds(tmp_path, monkeypatch, capsys):
 
 def test_two_glue_prepare_data_build_once(tmp_path):
     """The data module itself: two processes run GLUE ``prepare_data`` on the bundled SST-2 sample and one cache dir."""
-    from data_modules.glue import SAMPLE_DIR, TASKS, read_tsv
+    from data_modules.glue import SAMPLE_DIR
+    from data_modules.glue_reading import read_tsv
+    from data_modules.glue_tasks import TASKS
     from data_modules.tokenizer import train_tokenizer
 
     texts = [t[0] for t in read_tsv(SAMPLE_DIR / "train.tsv", TASKS["sst2"], labelled=True).texts]

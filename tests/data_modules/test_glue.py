@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
+from data_modules.glue import SAMPLE_DIR, GLUEDataModule
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 from data_modules.tokenizer import train_tokenizer
 
 SST2 = TASKS["sst2"]

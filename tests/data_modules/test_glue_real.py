@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
+from data_modules.glue import SAMPLE_DIR, GLUEDataModule
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 from data_modules.tokenizer import train_tokenizer
 
 # The tasks ``data_root/glue`` holds (their directories: ``GLUETask.directory``):

@@ -11,7 +11,9 @@ from conftest import save_checkpoint
 from one_line import cli_error
 import torch
 
-from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
+from data_modules.glue import SAMPLE_DIR, GLUEDataModule
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 from data_modules.tokenizer import train_tokenizer
 from lit_lm import cli
 from lit_lm.classification import SequenceClassification

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from data_modules.glue import TASKS, GLUEDataModule
+from data_modules.glue import GLUEDataModule
+from data_modules.glue_tasks import TASKS
 from data_modules.tokenizer import train_tokenizer
 from lit_lm.glue.plan import make_plan, task_flags
 from lit_lm.glue.scoring import glue_score, official_metrics, task_score

@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data_modules.glue import TASKS, GLUETask
+from data_modules.glue_tasks import TASKS, GLUETask
 from data_modules.tokenizer import train_tokenizer
 from lit_lm.classification import SequenceClassification
 from lit_lm.glue.scoring import official_metrics, render_table, summarize

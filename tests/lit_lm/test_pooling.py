@@ -17,7 +17,9 @@ from conftest import save_checkpoint
 from one_line import cli_error
 
 import lit_lm
-from data_modules.glue import SAMPLE_DIR, TASKS, GLUEDataModule, read_tsv
+from data_modules.glue import SAMPLE_DIR, GLUEDataModule
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 from lit_lm import cli
 from lit_lm.classification import SequenceClassification
 from lit_lm.config import BertConfig
