@@ -28,7 +28,7 @@ from data_modules import resources
 from data_modules.cache import build_once, log
 from data_modules.collators import PadCollator, pin_memory
 from data_modules.glue_reading import Examples, hub_examples, load_hub, read_tsv
-from data_modules.glue_tasks import TASKS, get_task  # noqa: F401  TASKS: notebooks/03 imports it from here
+from data_modules.glue_tasks import get_task
 from data_modules.tokenizer import load_tokenizer, special_ids
 
 FORMAT_VERSION = 2  # 2: PTB contractions joined (sources.join_contractions)

@@ -93,8 +93,10 @@ pieces = sorted((t for t in vocab if t.startswith("##")), key=vocab.get)
 print(f"\n{len(pieces)} of {len(vocab)} tokens are '##' continuations, e.g.", pieces[:12])
 never = int((counts[5:] == 0).sum())
 print(f"{never} non-special tokens never occur in train as whole tokens (pieces only seen inside merges)")
-for word in ["pretraining", "magnificently", "archaeologists"]:
-    print(f"{word!r:>18} -> {tok.encode(word, add_special_tokens=False).tokens}")
+word_pieces = {word: tok.encode(word, add_special_tokens=False).tokens
+               for word in ["pretraining", "magnificently", "archaeologists"]}
+for word, split in word_pieces.items():
+    print(f"{word!r:>18} -> {split}")
 
 # %% [markdown]
 # ## Lengths
@@ -156,3 +158,15 @@ for pos in (labels != -100).nonzero()[:, 0].tolist():
     original, shown = tok.id_to_token(int(labels[pos])), tok.id_to_token(int(masked_ids[pos]))
     how = "[MASK]" if shown == "[MASK]" else ("kept" if shown == original else "random token")
     print(f"position {pos:3d}: {original!r:>14} -> {shown!r:<14} ({how})")
+
+# %% [markdown]
+# ## Checks
+#
+# What the cells above show, checked (`notebooks/_checks.py`), so that running this notebook fails when a figure is
+# wrong: counts that add up, lengths within bounds, the pair's layout and the collator's masking rate.
+
+# %%
+from _checks import check_data_and_tokenizer
+
+print(check_data_and_tokenizer(dm, articles, sentences, counts, top, pieces, word_pieces, words, pieces_per_sentence,
+                               pair_lengths, example, collator, batch))

@@ -84,14 +84,30 @@ plt.show()
 
 # %%
 keys = ["val/mlm_loss", "val/perplexity", "val/mlm_acc", "val/nsp_acc"]
-print(f"{'run':>20} {'steps':>6} " + " ".join(f"{k:>15}" for k in keys) + f" {'tokens/s':>10}")
+table = {}  # run -> the row printed below
 for name, s in scalars.items():
-    last = {k: s[k][1][-1] if k in s and len(s[k][1]) else float("nan") for k in keys}
-    speed = np.median(s["train/device/items_per_sec"][1]) if "train/device/items_per_sec" in s else float("nan")
-    print(f"{name:>20} {int(s['train/loss'][0][-1]) + 1:6d} " + " ".join(f"{last[k]:15.4f}" for k in keys) + f" {speed:10.0f}")
+    table[name] = {"steps": int(s["train/loss"][0][-1]) + 1,
+                   **{k: s[k][1][-1] if k in s and len(s[k][1]) else float("nan") for k in keys},
+                   "tokens/s": np.median(s["train/device/items_per_sec"][1]) if "train/device/items_per_sec" in s
+                   else float("nan")}
+print(f"{'run':>20} {'steps':>6} " + " ".join(f"{k:>15}" for k in keys) + f" {'tokens/s':>10}")
+for name, row in table.items():
+    print(f"{name:>20} {row['steps']:6d} " + " ".join(f"{row[k]:15.4f}" for k in keys) + f" {row['tokens/s']:10.0f}")
 
 # %% [markdown]
 # The same logs in TensorBoard itself (scalars, the masked predictions in the TEXT tab, and the HPARAMS tab
 # comparing runs by their final validation metrics):
 #
 #     tensorboard --logdir runs/notebooks/runs
+
+# %% [markdown]
+# ## Checks
+#
+# What the panels and the table show, checked (`notebooks/_checks.py`), so that running this notebook fails when a
+# figure is wrong: increasing steps, finite values in range, MLM losses going down, perplexity = exp(loss), and a
+# table that holds the curves' last points.
+
+# %%
+from _checks import check_training_curves
+
+print(check_training_curves(scalars, panels, table))

@@ -59,11 +59,13 @@ bert
 # The five most likely WordPieces at each `[MASK]`, with their probabilities.
 
 # %%
-for text in ["the river flows into the [MASK] .",
-             "he was born in [MASK] and studied at the university of [MASK] .",
-             "the album was released in [MASK] ."]:
+filled = {text: bert.fill_mask(text, top_k=5)
+          for text in ["the river flows into the [MASK] .",
+                       "he was born in [MASK] and studied at the university of [MASK] .",
+                       "the album was released in [MASK] ."]}
+for text, per_mask in filled.items():
     print(text)
-    for i, candidates in enumerate(bert.fill_mask(text, top_k=5)):
+    for i, candidates in enumerate(per_mask):
         print(f"  [MASK] {i + 1}: " + ", ".join(f"{c['token']} {c['score']:.2f}" for c in candidates))
 
 # %% [markdown]
@@ -75,13 +77,14 @@ from data_modules.wikitext_release import article_sentences, read_release_lines,
 
 valid = [s for a in split_articles(read_release_lines(SAMPLE_DIR / "wiki.valid.tokens")) for s in article_sentences(a)]
 rng = np.random.default_rng(0)
-hits = 0
+hits, guesses = 0, []  # guesses: (truth, top candidate) per row
 for sentence in rng.choice([s for s in valid if 6 <= len(s.split()) <= 20], size=8, replace=False):
     words = sentence.split()
     i = int(rng.integers(len(words)))
     truth, words[i] = words[i], "[MASK]"
     guess = bert.fill_mask(" ".join(words), top_k=1)[0][0]["token"]  # one [MASK]; the top candidate
     hits += guess == truth.lower()
+    guesses.append((truth.lower(), guess))
     print(f"{truth.lower()!r:>14} -> {guess!r:<12} {' '.join(words)}")
 print(f"top-1 right on {hits} of 8 (a word of several WordPieces is masked as one [MASK]: it cannot be right)")
 
@@ -94,8 +97,9 @@ print(f"top-1 right on {hits} of 8 (a word of several WordPieces is masked as on
 arts = [article_sentences(a) for a in split_articles(read_release_lines(SAMPLE_DIR / "wiki.valid.tokens"))]
 a, b_true, b_random = arts[0][0], arts[0][1], arts[-1][-1]
 print(f"A: {a}\nB (next):   {b_true}\nB (random): {b_random}\n")
-print(f"P(next | true continuation) = {bert.next_sentence(a, b_true):.2f}")
-print(f"P(next | random sentence)   = {bert.next_sentence(a, b_random):.2f}")
+p_next = {"true continuation": bert.next_sentence(a, b_true), "random sentence": bert.next_sentence(a, b_random)}
+for which, p in p_next.items():
+    print(f"P(next | {which + ')':<18} = {p:.2f}")
 
 # %% [markdown]
 # ## Attention maps
@@ -130,16 +134,20 @@ plt.show()
 CLASSIFIER = Path(os.environ.get("LIT_LM_SST2_CKPT") or finetune(PRETRAINED))
 clf = lit_lm.load(CLASSIFIER, labels=["negative", "positive"])  # SST-2 writes 0 / 1
 print(clf)
-clf.classify(["a gorgeous , witty and moving film .", "the plot is a dull , lifeless mess ."])
+classified = clf.classify(["a gorgeous , witty and moving film .", "the plot is a dull , lifeless mess ."])
+classified
 
 # %%
-from data_modules.glue import SAMPLE_DIR as SST2_DIR, TASKS, read_tsv
+from data_modules.glue import SAMPLE_DIR as SST2_DIR
+from data_modules.glue_reading import read_tsv
+from data_modules.glue_tasks import TASKS
 
 dev = read_tsv(SST2_DIR / "dev.tsv", TASKS["sst2"], labelled=True)
 texts, truth = [t[0].strip() for t in dev.texts], np.array(dev.labels)
 probs = clf.predict_proba(texts).numpy()
 pred = probs.argmax(1)
-print(f"dev accuracy: {(pred == truth).mean():.1%} on {len(texts)} sentences")
+accuracy = (pred == truth).mean()
+print(f"dev accuracy: {accuracy:.1%} on {len(texts)} sentences")
 
 confusion = np.zeros((2, 2), dtype=int)
 np.add.at(confusion, (truth, pred), 1)
@@ -159,7 +167,21 @@ plt.show()
 
 # %%
 wrong = np.flatnonzero(pred != truth)
-for i in wrong[np.argsort(-probs[wrong, pred[wrong]])][:6]:
+mistakes = wrong[np.argsort(-probs[wrong, pred[wrong]])][:6]  # the six most confident
+for i in mistakes:
     print(f"{probs[i, pred[i]]:.2f} {clf.labels[pred[i]]:>8} (true {clf.labels[truth[i]]}): {texts[i]}")
 if len(wrong) == 0:
     print("no mistakes on this dev sample")
+
+# %% [markdown]
+# ## Checks
+#
+# What the cells above show, checked (`notebooks/_checks.py`), so that running this notebook fails when a figure is
+# wrong: candidates from the vocabulary with probabilities in order, attention rows summing to 1, and an accuracy,
+# confusion matrix and list of mistakes that count the same predictions.
+
+# %%
+from _checks import check_model_in_action
+
+print(check_model_in_action(bert, clf, filled, guesses, hits, p_next, tokens, maps, classified, probs, pred, truth,
+                            accuracy, confusion, mistakes))
