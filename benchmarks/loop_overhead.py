@@ -213,7 +213,7 @@ def run(a: argparse.Namespace) -> None:
     from lit_lm.config import BertConfig
     from lit_lm.console import quiet_library_notices
     from lit_lm.model import BertForPreTraining
-    from lit_lm.pretraining import training_flops
+    from lit_lm.flops import training_flops
 
     quiet_library_notices()
     if a.threads:

@@ -194,7 +194,7 @@ class MLMCollator:
         input_ids, labels = self.mask_batch(_pad(rows, T, self.special.pad), lengths, epochs, indices)
         attention = np.arange(T)[None, :] < lengths[:, None]
         masked, targets = shapes.masked_index(labels)
-        return {
+        batch = {
             "input_ids": torch.from_numpy(input_ids),
             "token_type_ids": torch.from_numpy(_pad([s["token_type_ids"] for s in samples], T, 0)),
             "attention_mask": torch.from_numpy(attention.astype(np.int64)),
@@ -207,6 +207,9 @@ class MLMCollator:
             "n_tokens": int(lengths.sum()),
             "n_masked": int((labels != -100).sum()),
         }
+        if "source" in samples[0]:  # a mixture's samples name their source (data_modules.mixture)
+            batch["source"] = torch.tensor([s["source"] for s in samples], dtype=torch.long)
+        return batch
 
 
 class PadCollator:

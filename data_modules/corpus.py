@@ -196,8 +196,14 @@ class CorpusDataModule(ResumableTrainData, L.LightningDataModule):
     def _open(self) -> list[Corpus]:
         if not self._several:
             return [open_corpus(self.sources[0])]
-        return [open_corpus(s, f"--data.sources[{i}].path", f"--data.sources[{i}].format",
-                            f"--data.sources[{i}].hub_dataset") for i, s in enumerate(self.sources)]
+        corpora = [open_corpus(s, f"--data.sources[{i}].path", f"--data.sources[{i}].format",
+                               f"--data.sources[{i}].hub_dataset") for i, s in enumerate(self.sources)]
+        names = [c.name for c in corpora]
+        for i, name in enumerate(names):
+            if name in names[:i]:  # their validation metrics (val/<name>/mlm_acc) would share one curve
+                raise ValueError(f"--data.sources[{i}]: named '{name}' like --data.sources[{names.index(name)}]; give "
+                                 f"it a name of its own (--data.sources[{i}].name), the label of its validation metrics")
+        return corpora
 
     def _resolve(self, fresh: bool = False) -> tuple[list[Corpus], dict, Path]:
         """(the opened sources, the cache key, the cache directory); the sources' files are hashed once per call

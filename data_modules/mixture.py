@@ -55,4 +55,4 @@ class MixtureDataset(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         k, row = (int(v) for v in self.table[int(index)])
         item = self.datasets[k][(epoch, row)]
-        return {**item, "index": int(index)}
+        return {**item, "index": int(index), "source": k}  # the source: validation reports each one's metrics

@@ -14,29 +14,15 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_lm.config import BertConfig, option, resolve_config
+from lit_lm.flops import training_flops
+from lit_lm.mixture_metrics import PerSourceMLM
 from lit_lm.model import BertForPreTraining
+from lit_lm import rng_states
 from lit_lm.optim import Schedule, adamw, clip_gradients, time_budget, warmup_decay, warmup_steps
 from lit_lm.step_stats import StepStats, logging_step
 
 if TYPE_CHECKING:  # pragma: no cover
     from lit_lm.weights import Source
-
-
-def training_flops(config: BertConfig, n_tokens: int, seq_len: int, n_predicted: int, n_query_rows: Optional[int] = None) -> int:
-    """FLOPs of one forward + backward pass (3x the forward's multiply-adds x 2), counting the work done.
-
-    Per real token through the blocks: 6 * N_blocks (every block weight used once per token; the embeddings are
-    lookups, and padding skips the per-token layers, see model.Unpadded). Per attention query row: 12 * L * T * d
-    (QK^T and AV over the T keys of the padded sequence; SDPA runs on the padded (B, T) layout, so
-    ``n_query_rows`` = B * T, default ``n_tokens``). Per predicted token: 6 * (d * d + d * V) for the MLM transform
-    and the vocabulary projection. The pooler and NSP head (one [CLS] per sequence) are left out: under 0.1% of the
-    total at T = 128.
-    """
-    d, L_, V = config.n_embd, config.n_layer, config.vocab_size
-    n_mlp = (3 if config.mlp == "geglu" else 2) * d * config.intermediate_size  # GEGLU's first matrix is 2x wide
-    n_blocks = L_ * (4 * d * d + n_mlp)  # q, k, v, o + the MLP matrices
-    rows = n_tokens if n_query_rows is None else n_query_rows
-    return 6 * n_blocks * n_tokens + 12 * L_ * seq_len * d * rows + 6 * (d * d + d * V) * n_predicted
 
 
 def _masked(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +155,8 @@ class MLMPretraining(L.LightningModule):
         self.val_mlm_acc = MulticlassAccuracy(num_classes=V, average="micro", ignore_index=-100)
         self.val_nsp_acc = MulticlassAccuracy(num_classes=2, average="micro")
         self.val_mlm_loss, self.val_nsp_loss = MeanMetric(), MeanMetric()
+        self.val_sources: Optional[PerSourceMLM] = None  # with several --data.sources: built in setup
+        self.source_names: list[str] = []
         self.flops_per_batch = 0  # read by TokenThroughput after each training batch
         self._stats = StepStats()
         self.baselines: Optional[dict] = None  # count baselines of the validation split, from the data module
@@ -253,19 +241,35 @@ class MLMPretraining(L.LightningModule):
         if self.hparams.nsp:
             self.val_nsp_loss.update(out["nsp_loss"], batch["input_ids"].shape[0])
             self.val_nsp_acc.update(out["nsp_logits"], batch["next_sentence_label"])
+        if self.val_sources is not None and "source" in batch:  # the source of each scored row: its sequence's
+            T = labels.shape[1]
+            flat = out["mlm_index"] if self.hparams.sparse_prediction else torch.arange(labels.numel(), device=labels.device)
+            self.val_sources.update(out["mlm_logits"], out["mlm_targets"], batch["source"][flat // T])
+
+    def _epoch_metrics(self, split: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The epoch's metrics under ``split/`` (val or test), then each source's (``split/<name>/...``) of a
+        mixture; the accumulators are reset for the next epoch."""
+        mlm_loss = self.val_mlm_loss.compute()
+        metrics = {f"{split}/mlm_loss": mlm_loss, f"{split}/mlm_acc": self.val_mlm_acc.compute(),
+                   f"{split}/perplexity": torch.exp(mlm_loss)}
+        if self.hparams.nsp:
+            metrics.update({f"{split}/nsp_loss": self.val_nsp_loss.compute(), f"{split}/nsp_acc": self.val_nsp_acc.compute()})
+        per_source = {}
+        if self.val_sources is not None and self.val_sources.update_called:
+            loss, acc = self.val_sources.compute()
+            for i, name in enumerate(self.source_names):
+                per_source.update({f"{split}/{name}/mlm_loss": loss[i], f"{split}/{name}/mlm_acc": acc[i]})
+        for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc, self.val_sources):
+            if m is not None:
+                m.reset()
+        return metrics, per_source
 
     def on_validation_epoch_end(self) -> None:
-        mlm_loss = self.val_mlm_loss.compute()
-        metrics = {"val/mlm_loss": mlm_loss, "val/mlm_acc": self.val_mlm_acc.compute(), "val/perplexity": torch.exp(mlm_loss)}
-        if self.hparams.nsp:
-            metrics.update({"val/nsp_loss": self.val_nsp_loss.compute(), "val/nsp_acc": self.val_nsp_acc.compute()})
-        self.log_dict(
-            metrics,
-            prog_bar=True,
-            sync_dist=True,  # already synced by torchmetrics' compute(); this only keeps Lightning from warning
-        )
-        for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
-            m.reset()
+        metrics, per_source = self._epoch_metrics("val")
+        # sync_dist: already synced by torchmetrics' compute(); it only keeps Lightning from warning
+        self.log_dict(metrics, prog_bar=True, sync_dist=True)
+        if per_source:
+            self.log_dict(per_source, sync_dist=True)
         self._log_examples()
         self._check_plateau(float(metrics["val/mlm_acc"]))
 
@@ -324,13 +328,8 @@ class MLMPretraining(L.LightningModule):
     test_step = validation_step
 
     def on_test_epoch_end(self) -> None:
-        mlm_loss = self.val_mlm_loss.compute()
-        metrics = {"test/mlm_loss": mlm_loss, "test/mlm_acc": self.val_mlm_acc.compute(), "test/perplexity": torch.exp(mlm_loss)}
-        if self.hparams.nsp:
-            metrics["test/nsp_acc"] = self.val_nsp_acc.compute()
-        self.log_dict(metrics)
-        for m in (self.val_mlm_loss, self.val_nsp_loss, self.val_mlm_acc, self.val_nsp_acc):
-            m.reset()
+        metrics, per_source = self._epoch_metrics("test")
+        self.log_dict({**metrics, **per_source})
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Top-1 predictions at the masked positions and the NSP probability that B follows A."""
@@ -385,6 +384,10 @@ class MLMPretraining(L.LightningModule):
                                  self._source_tokenizer, self.hparams.init_from)
             self.tokenizer_json = tokenizer_json
         self.baselines = getattr(dm, "baselines", None)
+        names = list(getattr(dm, "source_names", None) or [])
+        if len(names) > 1 and self.val_sources is None:  # a mixture: metrics per source too (moved with the module)
+            self.source_names = [n.replace("/", "_") for n in names]  # a hub name's "/" would nest the tag
+            self.val_sources = PerSourceMLM(len(names))
         max_seq_len = getattr(dm, "max_seq_len", None)
         if max_seq_len is not None and max_seq_len > self.config.max_position_embeddings:
             raise ValueError(f"--data.max_seq_len={max_seq_len} exceeds the model's position table "
@@ -401,19 +404,7 @@ class MLMPretraining(L.LightningModule):
         if self.tokenizer_json is not None:
             checkpoint["tokenizer"] = self.tokenizer_json
         checkpoint["lit_lm_kind"] = "pretraining"
-        # Dropout draws from torch's global RNG: without its state a resumed run drops other units.
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():  # this run's device only: a resume may see fewer GPUs (CUDA_VISIBLE_DEVICES=0)
-            checkpoint["rng_states"]["cuda"] = [torch.cuda.get_rng_state(self._cuda_device())]
-        if self._trainer is not None and self.trainer.world_size > 1:
-            # Each rank draws as many dropout numbers as its own batches hold, so the ranks' states differ: keep
-            # every rank's (on_save_checkpoint runs on every rank), or a resumed rank > 0 drops other units.
-            checkpoint["rng_states"]["torch_per_rank"] = self.all_gather(torch.get_rng_state()).cpu()
-            if self.device.type == "cuda":
-                checkpoint["rng_states"]["cuda_per_rank"] = self.all_gather(torch.cuda.get_rng_state(self.device)).cpu()
-
-    def _cuda_device(self) -> Union[torch.device, str]:
-        return self.device if self.device.type == "cuda" else "cuda"  # "cuda": the current device
+        checkpoint["rng_states"] = rng_states.capture(self)  # dropout: a resumed run drops the same units
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The model is built from the config before the checkpoint is read. A YAML whose config_overrides change the
@@ -447,13 +438,4 @@ class MLMPretraining(L.LightningModule):
         # Restored here, not at load time, so nothing between loading and the first step can consume it.
         states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
         if states is not None:
-            torch.set_rng_state(states["torch"])
-            if states.get("cuda") and torch.cuda.is_available():
-                # one state (this format), or every visible GPU's (checkpoints before 2026-12-04): this device's
-                saved, index = states["cuda"], self.device.index or 0
-                torch.cuda.set_rng_state(saved[index] if index < len(saved) else saved[0], self._cuda_device())
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-            if len(states.get("torch_per_rank", ())) == world:  # this rank's own (same world size)
-                torch.set_rng_state(states["torch_per_rank"][rank].clone())  # a row view of the stack segfaults
-            if len(states.get("cuda_per_rank", ())) == world and self.device.type == "cuda":
-                torch.cuda.set_rng_state(states["cuda_per_rank"][rank].clone(), self.device)
+            rng_states.restore(self, states)

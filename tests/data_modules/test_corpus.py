@@ -274,8 +274,20 @@ def test_mixture_follows_the_shares(tmp_path, capsys):
     assert len(dm.datasets["validation"]) >= 2 and len(val_docs) >= 4
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == 4
+    assert batch["source"].tolist() == ds.sources(batch["index"].numpy()).tolist()  # what per-source metrics group by
     # a mixture's hyper-parameters are plain values (checkpoints are read with weights_only=True)
     assert dm.hparams["sources"][1]["name"] == "notes"
+
+
+def test_two_sources_of_one_name_are_a_one_line_error(tmp_path):
+    """Their validation metrics (val/<name>/mlm_acc) would share one curve: named before anything is built."""
+    a, b = write_corpus(tmp_path / "x" / "corpus", "text", 10), write_corpus(tmp_path / "y" / "corpus", "jsonl", 10)
+    dm = make_dm(tmp_path, None, sources=[CorpusSource(path=str(a)), CorpusSource(path=str(b))], nsp=False)
+    with pytest.raises(ValueError) as e:
+        dm.prepare_data()
+    assert one_line(e) == ("--data.sources[1]: named 'corpus' like --data.sources[0]; give it a name of its own "
+                           "(--data.sources[1].name), the label of its validation metrics")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_mixture_without_shares_is_the_concatenation(tmp_path):

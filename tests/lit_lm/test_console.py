@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_lm import console
 from lit_lm.console import ModelSummary, ProgressBar, quiet_library_notices
-from lit_lm.pretraining import training_flops
+from lit_lm.flops import training_flops
 from one_line import run_main
 from syncs import SyncCounter
 from tiny_fit import TinyRegression

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from lit_lm.config import BertConfig
+from lit_lm.flops import training_flops
 from lit_lm.model import BertForPreTraining
-from lit_lm.pretraining import MLMPretraining, training_flops
+from lit_lm.pretraining import MLMPretraining
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data_modules" / "samples" / "wikitext"
