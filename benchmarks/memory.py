@@ -32,7 +32,9 @@ model built, before the first step), ``step N`` (``--at-step``, default 50) at i
 at its summary line (after fit; the corpus case: when the cache is ready); there a sample with PSS is taken at once.
 
 Columns: RSS of the main process at start / step N / end; peak = the kernel's high-water mark of the main process
-(``VmHWM``, exact whenever it happened); peak / step N: how far the peak lies above the steady state; workers: the
+(``VmHWM``, exact whenever it happened); peak / step N: how far the peak lies above the steady state; peak after
+step N: the peak of the steady state itself (VmHWM if it rose after step N, else the largest RSS sampled after it: the
+lifetime peak may come in the first steps, while the shapes are still new); workers: the
 largest sum of the workers' PSS in a sample (and most workers alive at once); tree PSS: main + workers at one sample,
 the largest; steps/s from the job's last progress line; wall: the job's seconds, start-up included; CPU: the CPU
 seconds of the whole tree (``wait4``: user + system, workers included), which, unlike steps/s and wall, a busy shared
@@ -85,8 +87,11 @@ class Watch:
     pid: int
     interval: float
     pss_interval: float
+    steady: str = ""  # the mark of the steady state (``step N``): the peak after it is kept apart
     t0: float = field(default_factory=time.monotonic)
     hwm: int = 0  # the main process's VmHWM, the largest read
+    hwm_at_steady: Optional[int] = None  # VmHWM when the steady mark was taken
+    rss_after_steady: int = 0  # the largest RSS sampled after it
     workers: int = 0
     workers_pss: int = 0
     tree_pss: int = 0
@@ -114,8 +119,19 @@ class Watch:
             if mark:
                 self.marks.setdefault(mark, s)
                 self.trace.append((time.monotonic() - self.t0, mark, s))
+            if self.hwm_at_steady is not None:
+                self.rss_after_steady = max(self.rss_after_steady, s.rss)
+            elif mark and mark == self.steady:
+                self.hwm_at_steady = hwm
             self.last = s
         return s
+
+    def peak_after_steady(self) -> Optional[int]:
+        """The main process's peak RSS after the steady mark: the kernel's high-water mark if it rose after the mark
+        (exact), else the largest RSS sampled after it (every ``interval`` s; the lifetime peak came before)."""
+        if self.hwm_at_steady is None:
+            return None
+        return self.hwm if self.hwm > self.hwm_at_steady else self.rss_after_steady
 
     def _run(self) -> None:
         next_pss = 0.0
@@ -177,7 +193,7 @@ def run(case: str, repo: Path, cmd: list[str], log: Path, args: argparse.Namespa
     with open(log, "w") as f:
         f.write(f"# {shlex.join(cmd)}\n# cwd {repo}\n")
         job = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        watch = row.watch = Watch(job.pid, args.interval, args.pss_interval)
+        watch = row.watch = Watch(job.pid, args.interval, args.pss_interval, steady=f"step {args.at_step}")
         for line in job.stdout:
             f.write(line)
             line = line.rstrip("\n")
@@ -214,22 +230,26 @@ def report(rows: list[Row], at_step: int) -> None:
             print(f"  {t:7.1f} s  {mark:<10} main {s.rss / MB:,.0f}, {s.workers} workers {s.workers_rss / MB:,.0f} "
                   f"max{pss}")
     print(f"\n| case | repo | start RSS | RSS at step {at_step} | peak RSS | end RSS | peak / step {at_step} | "
-          "workers' PSS (n) | tree PSS | steps/s | wall s | CPU s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"peak after step {at_step} (/ step {at_step}) | workers' PSS (n) | tree PSS | steps/s | wall s | CPU s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         w = row.watch
         if w is None:
-            print(f"| {row.case} | {row.repo} | {row.failed} |" + " |" * 10)
+            print(f"| {row.case} | {row.repo} | {row.failed} |" + " |" * 11)
             continue
         start, mid = w.marks.get("start"), w.marks.get(f"step {at_step}")
         end = w.marks.get("end", w.last)
         ratio = f"{w.hwm / mid.rss:.2f}" if mid is not None else "-"
+        after = w.peak_after_steady()
+        after = f"{after / MB:,.0f} ({after / mid.rss:.3f})" if after is not None and mid is not None else "-"
         workers = f"{w.workers_pss / MB:,.0f} ({w.workers})" if w.workers else "none"
         rate = f"{row.rate:.2f}" if row.rate is not None else "-"
         status = " (failed)" if row.failed else ""
         print(f"| {row.case}{status} | {row.repo} | {_mb(start)} | {_mb(mid)} | {w.hwm / MB:,.0f} | {_mb(end)} | "
-              f"{ratio} | {workers} | {w.tree_pss / MB:,.0f} | {rate} | {row.wall:.0f} | {row.cpu:.0f} |")
+              f"{ratio} | {after} | {workers} | {w.tree_pss / MB:,.0f} | {rate} | {row.wall:.0f} | {row.cpu:.0f} |")
     print("\nMB = 1e6 bytes. RSS counts pages a forked worker shares with the main process in both; PSS splits them.")
+    print(f"peak RSS: the kernel's high-water mark over the whole job (VmHWM); peak after step {at_step}: that mark if it "
+          f"rose after step {at_step}, else the largest RSS sampled after it (every --interval s)")
 
 
 def main() -> None:
