@@ -19,6 +19,7 @@ from typing import Any, Optional
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from data_modules.glue import GLUEDataModule
 from data_modules.glue_tasks import get_task
@@ -26,6 +27,10 @@ from data_modules.tokenizer import load_error
 from lit_lm import console, resources
 from lit_lm.callbacks import MemoryMonitor, guard_checkpoint_reads
 from lit_lm.config import option
+
+_KEPT_BY_THE_MODEL = ("config", "config_overrides", "vocab_size", "init_from", "pretrained")
+"""Model arguments the checkpoint restores in another form (a size name becomes the resolved BertConfig, a source
+path the weights it gave) or whose change the modules check themselves: not reported as replaced."""
 
 
 def make_cli(args: Optional[list[str]], cli_class: Optional[type[LitLMCLI]] = None, **overrides: Any) -> LitLMCLI:
@@ -76,11 +81,28 @@ class LitLMCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path here (weights_only=True) for the model's hyper-parameters: a truncated or
         # tampered file would end in a page-long traceback instead of one line naming it.
+        before = self._model_args()
         try:
             super()._parse_ckpt_path()
         except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
             path = self.config[self.config.subcommand].get("ckpt_path")
             raise ValueError(f"{path}: not a readable checkpoint ({load_error(e)})") from None
+        # ...and puts them over the command line and the config files, silently: say which values it replaced.
+        after = self._model_args()
+        replaced = [f"{k} {before[k]!r} -> {v!r}" for k, v in after.items()
+                    if k in before and k not in _KEPT_BY_THE_MODEL and before[k] != v]
+        if replaced:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            rank_zero_info(f"--ckpt_path {path}: the checkpoint's hyper-parameters replace the config's "
+                           f"{', '.join(replaced)} (a checkpoint runs as it was trained; to change them, start a new "
+                           f"run from its weights)")
+
+    def _model_args(self) -> dict[str, Any]:
+        """The model's arguments in the parsed config, as plain values."""
+        sub = self.config.get("subcommand")
+        model = self.config[sub].get("model") if sub else None
+        args = model.get("init_args", model) if model is not None else None
+        return dict(args.as_dict() if hasattr(args, "as_dict") else args or {})
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # The pre-read above sees only an existing file named by --ckpt_path: `last`, `best` and `hpc` are resolved

@@ -236,3 +236,24 @@ def test_every_trainer_gets_one_memory_monitor_with_or_without_the_progress_bar(
     callbacks = cli.trainer.callbacks
     assert sum(isinstance(c, MemoryMonitor) for c in callbacks) == 1  # the summary line's peaks, workers included
     assert any(isinstance(c, console.ProgressBar) for c in callbacks) == (bar == "true")
+
+
+def test_ckpt_path_says_which_of_the_given_values_its_hyper_parameters_replace(quickstart_run, tmp_path, caplog,
+                                                                              monkeypatch):
+    """LightningCLI puts a checkpoint's hyper-parameters over the command line: `validate --model.nsp false` of an
+    MLM+NSP checkpoint validates with NSP. That is said in one line naming each replaced value; a value the
+    checkpoint agrees with is not named."""
+    import torch
+
+    ckpt = quickstart_run / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True, map_location="cpu")["hyper_parameters"]
+    monkeypatch.chdir(REPO)
+    caplog.set_level("INFO")
+    main(["validate", "--config", "cli.yaml", "--config", "configs/quickstart.yaml", "--model.nsp", "false",
+          "--model.lr", "0.5", f"--model.weight_decay={saved['weight_decay']}", "--trainer.limit_val_batches", "1",
+          "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", f"--trainer.default_root_dir={tmp_path}",
+          f"--data.cache_dir={quickstart_run.parent / 'cache'}", "--ckpt_path", str(ckpt)])  # config.yaml: tmp_path
+    lines = [m for m in caplog.messages if m.startswith("--ckpt_path")]
+    assert lines == [f"--ckpt_path {ckpt}: the checkpoint's hyper-parameters replace the config's lr 0.5 -> "
+                     f"{saved['lr']!r}, nsp False -> True (a checkpoint runs as it was trained; to change them, start "
+                     f"a new run from its weights)"]
