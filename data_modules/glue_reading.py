@@ -21,7 +21,6 @@ from typing import Optional
 
 from data_modules import sources
 from data_modules.glue_tasks import GLUETask
-from data_modules.sources import read_lines
 
 
 def _hub_split(split: str) -> str:
@@ -41,7 +40,7 @@ class Examples:
 def read_tsv(path: str | Path, task: GLUETask, labelled: bool) -> Examples:
     """Read one split file of ``task``; every malformed line is a one-line error naming ``path:lineno``."""
     path = Path(path)
-    lines = list(read_lines(path, "GLUE layout"))
+    lines = list(sources.read_lines(path, "GLUE layout"))
     if not lines or (len(lines) == 1 and not lines[0]):
         raise ValueError(f"{path}: empty file; expected the GLUE {task.name} layout")
     text_cols = task.text if labelled or task.test_text is None else task.test_text

@@ -92,10 +92,6 @@ def data_figures(tmp_path_factory) -> dict[str, Any]:
         example=example, collator=collator, batch=collator([example]))
 
 
-def test_data_checks_pass_the_notebooks_figures(data_figures):
-    assert checks.check_data_and_tokenizer(**data_figures).startswith("checks passed: ")
-
-
 def _other_dm(f: dict, **changes) -> SimpleNamespace:
     dm = f["dm"]
     return SimpleNamespace(**{k: getattr(dm, k) for k in ("tokenizer", "datasets", "special", "vocab_size",
@@ -151,12 +147,6 @@ WRONG_DATA = {  # id -> (the figure its message names, the wrong figures)
     "the original ids shown": ("MLM masking", lambda f: {"batch": f["batch"] | {
         "input_ids": torch.where(f["batch"]["labels"] != -100, f["batch"]["labels"], f["batch"]["input_ids"])}}),
 }
-
-
-@pytest.mark.parametrize("case", WRONG_DATA)
-def test_data_checks_fail_a_wrong_figure(data_figures, case):
-    figure, wrong = WRONG_DATA[case]
-    expect_failure(checks.check_data_and_tokenizer, data_figures | wrong(data_figures), figure)
 
 
 # --- 02_training_curves: two runs' curves as TensorBoard gives them back, and the table the notebook prints from them
@@ -231,16 +221,6 @@ WRONG_CURVES = {
 }
 
 
-def test_curve_checks_pass_the_notebooks_figures(curve_figures):
-    assert checks.check_training_curves(**curve_figures).startswith("checks passed: ")
-
-
-@pytest.mark.parametrize("case", WRONG_CURVES)
-def test_curve_checks_fail_a_wrong_figure(curve_figures, case):
-    figure, wrong = WRONG_CURVES[case]
-    expect_failure(checks.check_training_curves, curve_figures | wrong(curve_figures), figure)
-
-
 # --- 03_model_in_action: stand-ins for the two checkpoints and outputs of the shapes lit_lm.load's methods return
 
 VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", ".", "cat", "##s"])}
@@ -307,11 +287,24 @@ WRONG_MODEL = {
 }
 
 
-def test_model_checks_pass_the_notebooks_figures(model_figures):
-    assert checks.check_model_in_action(**model_figures).startswith("checks passed: ")
+# --- every notebook: its check passes the right figures and fails each wrong one, naming the figure
+
+NOTEBOOK_CHECKS = {  # notebook -> (its check, the fixture of its figures, its wrong figures)
+    "01_data_and_tokenizer": (checks.check_data_and_tokenizer, "data_figures", WRONG_DATA),
+    "02_training_curves": (checks.check_training_curves, "curve_figures", WRONG_CURVES),
+    "03_model_in_action": (checks.check_model_in_action, "model_figures", WRONG_MODEL),
+}
 
 
-@pytest.mark.parametrize("case", WRONG_MODEL)
-def test_model_checks_fail_a_wrong_figure(model_figures, case):
-    figure, wrong = WRONG_MODEL[case]
-    expect_failure(checks.check_model_in_action, model_figures | wrong(model_figures), figure)
+@pytest.mark.parametrize("notebook", NOTEBOOK_CHECKS)
+def test_checks_pass_the_notebooks_figures(notebook, request):
+    check, fixture, _ = NOTEBOOK_CHECKS[notebook]
+    assert check(**request.getfixturevalue(fixture)).startswith("checks passed: ")
+
+
+@pytest.mark.parametrize("notebook, case", [(n, c) for n, (_, _, wrong) in NOTEBOOK_CHECKS.items() for c in wrong])
+def test_checks_fail_a_wrong_figure(notebook, case, request):
+    check, fixture, wrong = NOTEBOOK_CHECKS[notebook]
+    figures = request.getfixturevalue(fixture)
+    figure, change = wrong[case]
+    expect_failure(check, figures | change(figures), figure)
